@@ -1,0 +1,145 @@
+"""Fake quantizers with straight-through gradients (DoReFa and WRPN weights, activations).
+
+Every quantizer maps a float tensor to a float tensor whose values lie on a fixed level set.
+The forward passes follow the formulas of the DoReFa-Net and WRPN papers as Distiller used them
+(see ``shared/design/paper-notes.md``); the backward passes are straight-through estimators.
+
+DoReFa weights, ``b`` bits, ``n = 2^b - 1``::
+
+    t = tanh(w);  u = t / (2 max|t|) + 1/2          (max over the whole tensor)
+    w_q = (2 round(n u) - n) / n                   (= 2 round(n u)/n - 1)
+
+    levels: the 2^b odd multiples of 1/n in [-1, 1]; zero is not a level.
+    gradient: round() passes the gradient unchanged; tanh and max are differentiated normally.
+
+WRPN weights, ``b`` bits, ``n = 2^(b-1) - 1``::
+
+    w_q = round(n clamp(w, -1, 1)) / n
+    levels: the 2^b - 1 values j/n, j = -n..n (zero included).
+    gradient: 1 inside [-1, 1], 0 outside.
+
+Activations, ``b`` bits, ``n = 2^b - 1`` (replaces ReLU)::
+
+    a_q = round(n clamp(a, 0, 1)) / n
+    levels: j/n, j = 0..n.   gradient: 1 inside [0, 1], 0 outside.
+
+The clamp-round quantizers are custom autograd functions that save one boolean mask and do the
+arithmetic in place on a single temporary, so they cost one autograd node each.
+"""
+
+from __future__ import annotations
+
+import torch
+
+METHODS: tuple[str, ...] = ("dorefa", "wrpn")
+DOMAINS: tuple[str, ...] = ("latent", "normalized")
+MIN_BITS, MAX_BITS = 2, 8
+
+
+def check_method(method: str) -> str:
+    """Return ``method`` if it is a known weight quantizer, else raise a one-line ValueError."""
+    if method not in METHODS:
+        raise ValueError(f"unknown quantization method {method!r}; allowed: {', '.join(METHODS)}")
+    return method
+
+
+def check_bits(bits: int, what: str = "bits") -> int:
+    """Return ``bits`` if it is an integer in [MIN_BITS, MAX_BITS], else raise ValueError."""
+    if isinstance(bits, bool) or not isinstance(bits, int) or not MIN_BITS <= bits <= MAX_BITS:
+        raise ValueError(f"{what}={bits!r} is not supported; allowed: integers {MIN_BITS}..{MAX_BITS}")
+    return bits
+
+
+def weight_steps(method: str, bits: int) -> int:
+    """Number of quantization steps ``n`` of a weight quantizer (levels are multiples of 1/n).
+
+    DoReFa: ``n = 2^b - 1``; WRPN: ``n = 2^(b-1) - 1`` steps per side.
+    """
+    check_method(method)
+    check_bits(bits)
+    return 2**bits - 1 if method == "dorefa" else 2 ** (bits - 1) - 1
+
+
+def weight_levels(method: str, bits: int) -> torch.Tensor:
+    """The sorted level set of a weight quantizer as a float32 tensor.
+
+    DoReFa: ``(2k - n)/n`` for ``k = 0..n`` (2^b levels, odd multiples of 1/n).
+    WRPN: ``j/n`` for ``j = -n..n`` (2^b - 1 levels).
+    """
+    n = weight_steps(method, bits)
+    numerators = torch.arange(0, n + 1) * 2 - n if method == "dorefa" else torch.arange(-n, n + 1)
+    return numerators.to(torch.float32) / n
+
+
+def activation_levels(bits: int) -> torch.Tensor:
+    """The level set ``j/n``, ``j = 0..n``, ``n = 2^b - 1``, of the activation quantizer."""
+    n = 2 ** check_bits(bits, "act_bits") - 1
+    return torch.arange(0, n + 1, dtype=torch.float32) / n
+
+
+class _ClampRoundSTE(torch.autograd.Function):
+    """``round(n clamp(x, lo, hi)) / n`` with gradient 1 on [lo, hi] and 0 outside."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, lo: float, hi: float, n: int) -> torch.Tensor:
+        inside = (x >= lo) & (x <= hi)
+        ctx.save_for_backward(inside)
+        return x.clamp(lo, hi).mul_(n).round_().div_(n)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (inside,) = ctx.saved_tensors
+        return grad * inside, None, None, None
+
+
+class _RoundSTE(torch.autograd.Function):
+    """``round(x)`` with the identity as its gradient."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return x.round()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad
+
+
+def _abs_max(t: torch.Tensor) -> torch.Tensor:
+    """``max|t|`` over the whole tensor, kept away from 0 so an all-zero tensor stays finite."""
+    return t.abs().max().clamp_min(1e-12)
+
+
+def dorefa_normalize(w: torch.Tensor) -> torch.Tensor:
+    """DoReFa's normalized weight ``tanh(w) / max|tanh(w)|`` in [-1, 1] (``= 2u - 1``)."""
+    t = torch.tanh(w)
+    return t / _abs_max(t)
+
+
+def quantize_weight(w: torch.Tensor, method: str, bits: int) -> torch.Tensor:
+    """Fake-quantize a weight tensor with DoReFa or WRPN (formulas in the module docstring)."""
+    n = weight_steps(method, bits)
+    if method == "wrpn":
+        return _ClampRoundSTE.apply(w, -1.0, 1.0, n)
+    t = torch.tanh(w)
+    u = t / (2 * _abs_max(t)) + 0.5
+    return (_RoundSTE.apply(u * n) * 2 - n) / n
+
+
+def quantize_activation(x: torch.Tensor, bits: int) -> torch.Tensor:
+    """Fake-quantize activations: ``round(n clamp(x, 0, 1)) / n``, ``n = 2^b - 1``."""
+    n = 2 ** check_bits(bits, "act_bits") - 1
+    return _ClampRoundSTE.apply(x, 0.0, 1.0, n)
+
+
+def weight_domain(w: torch.Tensor, method: str, domain: str) -> torch.Tensor:
+    """The weight expressed in the coordinates in which ``method``'s levels are defined.
+
+    ``domain="latent"`` is the raw weight (what the authors regularized). ``"normalized"`` is
+    DoReFa's ``tanh(w)/max|tanh(w)|``, whose grid is exactly the DoReFa level set; for WRPN the
+    two domains coincide (its levels are defined on the raw weight).
+    """
+    check_method(method)
+    if domain not in DOMAINS:
+        raise ValueError(f"unknown domain {domain!r}; allowed: {', '.join(DOMAINS)}")
+    return dorefa_normalize(w) if method == "dorefa" and domain == "normalized" else w
+

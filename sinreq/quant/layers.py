@@ -1,0 +1,187 @@
+"""Quantized layers and the model converter.
+
+``quantize_model`` swaps every ``nn.Conv2d`` / ``nn.Linear`` for a :class:`QuantConv2d` /
+:class:`QuantLinear` that fake-quantizes its weight on the fly (the latent float weight stays the
+trained parameter), and every ReLU (module or functional) for a :class:`QuantAct` when activation
+bits are given. Biases and BatchNorm stay in full precision. Which bits each layer gets is
+resolved once, per layer, from:
+
+1. the global ``bits`` / ``act_bits``;
+2. the first/last-layer policy (``"fp"``: keep full precision, ``"8bit"``: 8 bits as the authors'
+   configs did, ``"quantize"``: like every other layer) -- first and last are the first and last
+   Conv2d/Linear in module order, i.e. the stem and the classifier;
+3. ``overrides``: ``{name pattern: bits or None}`` (``fnmatch`` on the module's qualified name,
+   later patterns win; ``None`` means full precision). Patterns apply to weight layers (weight
+   bits) and to activation modules (activation bits).
+
+:func:`layer_table` reports the result, one row per quantizable module, for logging.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sinreq.quant.functional import (
+    check_bits,
+    check_method,
+    quantize_activation,
+    quantize_weight,
+)
+
+FIRST_LAST_POLICIES: tuple[str, ...] = ("fp", "8bit", "quantize")
+
+
+class QuantWeight:
+    """Mixin for layers whose weight is fake-quantized: ``method`` and ``bits`` (None = float)."""
+
+    method: str
+    bits: int | None
+
+    def quantized_weight(self) -> torch.Tensor:
+        if self.bits is None:
+            return self.weight
+        return quantize_weight(self.weight, self.method, self.bits)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, method={self.method}, bits={self.bits}"
+
+
+class QuantConv2d(QuantWeight, nn.Conv2d):
+    """``nn.Conv2d`` whose forward uses ``quantize_weight(weight, method, bits)``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(x, self.quantized_weight(), self.bias)
+
+
+class QuantLinear(QuantWeight, nn.Linear):
+    """``nn.Linear`` whose forward uses ``quantize_weight(weight, method, bits)``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.quantized_weight(), self.bias)
+
+
+class QuantAct(nn.Module):
+    """Activation quantizer replacing ReLU: ``round(n clamp(x, 0, 1)) / n``; ReLU if bits is None."""
+
+    def __init__(self, bits: int | None) -> None:
+        super().__init__()
+        self.bits = bits
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x) if self.bits is None else quantize_activation(x, self.bits)
+
+    def extra_repr(self) -> str:
+        return f"bits={self.bits}"
+
+
+_QUANTIZED_TYPES = {nn.Conv2d: QuantConv2d, nn.Linear: QuantLinear}
+
+
+def _swap_weight_layer(layer: nn.Module, method: str, bits: int | None) -> nn.Module:
+    """A QuantConv2d/QuantLinear sharing ``layer``'s parameters."""
+    new = object.__new__(_QUANTIZED_TYPES[type(layer)])
+    new.__dict__.update(layer.__dict__)  # shares parameters, buffers and hyper-parameters
+    new.method, new.bits = method, bits
+    return new
+
+
+def _resolve(name: str, default: int | None, overrides: dict[str, int | None]) -> int | None:
+    bits = default
+    for pattern, value in overrides.items():
+        if fnmatch.fnmatchcase(name, pattern):
+            bits = value
+    return bits
+
+
+def _replace_functional_relus(model: nn.Module, act_bits: int | None) -> nn.Module:
+    """Rewrite ``F.relu(x)`` / ``torch.relu(x)`` / ``x.relu()`` calls into QuantAct modules (torch.fx)."""
+    graph_module = torch.fx.symbolic_trace(model)
+    found = 0
+    for node in list(graph_module.graph.nodes):
+        is_call = node.op == "call_function" and node.target in (F.relu, torch.relu)
+        if is_call or (node.op == "call_method" and node.target == "relu"):
+            name = f"functional_relu_{found}"
+            graph_module.add_submodule(name, QuantAct(act_bits))
+            with graph_module.graph.inserting_after(node):
+                new = graph_module.graph.call_module(name, (node.args[0],))
+            node.replace_all_uses_with(new)
+            graph_module.graph.erase_node(node)
+            found += 1
+    if not found:
+        return model
+    graph_module.recompile()
+    return graph_module
+
+
+def quantize_model(
+    model: nn.Module,
+    method: str,
+    bits: int,
+    act_bits: int | None = None,
+    first_last: str = "8bit",
+    overrides: dict[str, int | None] | None = None,
+) -> nn.Module:
+    """Convert ``model`` for quantization-aware training with ``method`` at ``bits``.
+
+    Returns the converted model (the same object, or a ``torch.fx.GraphModule`` when functional
+    ReLUs had to be rewritten). Parameters are shared, not copied. See the module docstring for
+    how per-layer bits are resolved; :func:`layer_table` lists them.
+    """
+    check_method(method)
+    check_bits(bits)
+    if act_bits is not None:
+        check_bits(act_bits, "act_bits")
+    if first_last not in FIRST_LAST_POLICIES:
+        raise ValueError(
+            f"unknown first/last-layer policy {first_last!r}; allowed: {', '.join(FIRST_LAST_POLICIES)}"
+        )
+    overrides = dict(overrides or {})
+    for pattern, value in overrides.items():
+        if value is not None:
+            check_bits(value, f"override bits for {pattern!r}")
+
+    weight_layers = [n for n, m in model.named_modules() if type(m) in _QUANTIZED_TYPES]
+    if not weight_layers:
+        raise ValueError("model has no Conv2d or Linear layer to quantize")
+    edge_bits = {"fp": None, "8bit": 8, "quantize": bits}[first_last]
+    edges = {weight_layers[0], weight_layers[-1]}
+
+    if act_bits is not None:
+        model = _replace_functional_relus(model, act_bits)
+    for name, module in list(model.named_modules()):
+        for child_name, child in list(module.named_children()):
+            full = f"{name}.{child_name}" if name else child_name
+            if type(child) in _QUANTIZED_TYPES:
+                default = edge_bits if full in edges else bits
+                new = _swap_weight_layer(child, method, _resolve(full, default, overrides))
+            elif act_bits is not None and isinstance(child, nn.ReLU):
+                new = QuantAct(_resolve(full, act_bits, overrides))
+            elif isinstance(child, QuantAct):
+                child.bits = _resolve(full, act_bits, overrides)
+                continue
+            else:
+                continue
+            setattr(module, child_name, new)
+    return model
+
+
+def quantized_layers(model: nn.Module) -> list[tuple[str, QuantWeight]]:
+    """``(name, layer)`` for every layer whose weight is quantized (bits not None)."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, QuantWeight) and m.bits]
+
+
+def layer_table(model: nn.Module) -> list[dict]:
+    """One row per weight layer and activation quantizer: name, kind, method, bits, parameters."""
+    rows = []
+    for name, m in model.named_modules():
+        if isinstance(m, QuantWeight):
+            rows.append({"layer": name, "kind": type(m).__name__, "method": m.method,
+                         "weight_bits": m.bits, "act_bits": None, "params": m.weight.numel()})
+        elif isinstance(m, QuantAct):
+            rows.append({"layer": name, "kind": "QuantAct", "method": None,
+                         "weight_bits": None, "act_bits": m.bits, "params": 0})
+    return rows
