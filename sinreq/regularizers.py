@@ -71,13 +71,20 @@ def sin2(w: torch.Tensor, method: str, bits: int, domain: str = "latent") -> tor
     return _Sin2Mean.apply(weight_domain(w, method, domain), step, shift)
 
 
+@torch.no_grad()
+def nearest_level(x: torch.Tensor, method: str, bits: int) -> torch.Tensor:
+    """The level of ``method``'s (bounded) level set nearest to each element of ``x``.
+
+    ``clamp(round((x + s)/step) step - s, -1, 1)``; ``x`` is in the quantizer's coordinates.
+    """
+    step, shift = grid_period(method, bits)
+    return (torch.round((x + shift) / step) * step - shift).clamp_(-1.0, 1.0)
+
+
 def msqe(w: torch.Tensor, method: str, bits: int, domain: str = "latent") -> torch.Tensor:
     """Mean squared distance of ``x(w)`` to the nearest level of ``method``'s level set."""
-    step, shift = grid_period(method, bits)
     x = weight_domain(w, method, domain)
-    with torch.no_grad():
-        nearest = (torch.round((x + shift) / step) * step - shift).clamp_(-1.0, 1.0)
-    return (x - nearest).square().mean()
+    return (x - nearest_level(x, method, bits)).square().mean()
 
 
 class GridRegularizer:
@@ -106,7 +113,9 @@ class GridRegularizer:
             raise ValueError(f"lambda={lam!r} is not allowed; allowed: a finite number >= 0")
         weight_domain(torch.zeros(1), "dorefa", domain)  # validates the domain name
         if schedule not in SCHEDULES:
-            raise ValueError(f"unknown lambda schedule {schedule!r}; allowed: {', '.join(SCHEDULES)}")
+            raise ValueError(
+                f"unknown lambda schedule {schedule!r}; allowed: {', '.join(SCHEDULES)}"
+            )
         if schedule == "tanh" and not epochs:
             raise ValueError("schedule 'tanh' needs the total number of epochs (epochs >= 1)")
         if schedule == "warmup" and not warmup_epochs > 0:
@@ -181,5 +190,15 @@ def build_regularizer(name: str, lam: float, **kwargs) -> GridRegularizer:
     return classes[name](lam, **kwargs)
 
 
-__all__ = ["MSQE", "REGULARIZERS", "SCHEDULES", "GridRegularizer", "SinReQ", "build_regularizer",
-           "grid_period", "msqe", "sin2"]
+__all__ = [
+    "MSQE",
+    "REGULARIZERS",
+    "SCHEDULES",
+    "GridRegularizer",
+    "SinReQ",
+    "build_regularizer",
+    "grid_period",
+    "msqe",
+    "nearest_level",
+    "sin2",
+]

@@ -46,7 +46,9 @@ def check_method(method: str) -> str:
 def check_bits(bits: int, what: str = "bits") -> int:
     """Return ``bits`` if it is an integer in [MIN_BITS, MAX_BITS], else raise ValueError."""
     if isinstance(bits, bool) or not isinstance(bits, int) or not MIN_BITS <= bits <= MAX_BITS:
-        raise ValueError(f"{what}={bits!r} is not supported; allowed: integers {MIN_BITS}..{MAX_BITS}")
+        raise ValueError(
+            f"{what}={bits!r} is not supported; allowed: integers {MIN_BITS}..{MAX_BITS}"
+        )
     return bits
 
 
@@ -142,4 +144,3 @@ def weight_domain(w: torch.Tensor, method: str, domain: str) -> torch.Tensor:
     if domain not in DOMAINS:
         raise ValueError(f"unknown domain {domain!r}; allowed: {', '.join(DOMAINS)}")
     return dorefa_normalize(w) if method == "dorefa" and domain == "normalized" else w
-

@@ -65,7 +65,7 @@ class QuantLinear(QuantWeight, nn.Linear):
 
 
 class QuantAct(nn.Module):
-    """Activation quantizer replacing ReLU: ``round(n clamp(x, 0, 1)) / n``; ReLU if bits is None."""
+    """Activation quantizer replacing ReLU: ``round(n clamp(x, 0, 1)) / n`` (ReLU if bits None)."""
 
     def __init__(self, bits: int | None) -> None:
         super().__init__()
@@ -98,7 +98,7 @@ def _resolve(name: str, default: int | None, overrides: dict[str, int | None]) -
 
 
 def _replace_functional_relus(model: nn.Module, act_bits: int | None) -> nn.Module:
-    """Rewrite ``F.relu(x)`` / ``torch.relu(x)`` / ``x.relu()`` calls into QuantAct modules (torch.fx)."""
+    """Rewrite ``F.relu(x)``, ``torch.relu(x)``, ``x.relu()`` calls into QuantAct modules (fx)."""
     graph_module = torch.fx.symbolic_trace(model)
     found = 0
     for node in list(graph_module.graph.nodes):
@@ -136,9 +136,8 @@ def quantize_model(
     if act_bits is not None:
         check_bits(act_bits, "act_bits")
     if first_last not in FIRST_LAST_POLICIES:
-        raise ValueError(
-            f"unknown first/last-layer policy {first_last!r}; allowed: {', '.join(FIRST_LAST_POLICIES)}"
-        )
+        allowed = ", ".join(FIRST_LAST_POLICIES)
+        raise ValueError(f"unknown first/last-layer policy {first_last!r}; allowed: {allowed}")
     overrides = dict(overrides or {})
     for pattern, value in overrides.items():
         if value is not None:
@@ -179,9 +178,25 @@ def layer_table(model: nn.Module) -> list[dict]:
     rows = []
     for name, m in model.named_modules():
         if isinstance(m, QuantWeight):
-            rows.append({"layer": name, "kind": type(m).__name__, "method": m.method,
-                         "weight_bits": m.bits, "act_bits": None, "params": m.weight.numel()})
+            rows.append(
+                {
+                    "layer": name,
+                    "kind": type(m).__name__,
+                    "method": m.method,
+                    "weight_bits": m.bits,
+                    "act_bits": None,
+                    "params": m.weight.numel(),
+                }
+            )
         elif isinstance(m, QuantAct):
-            rows.append({"layer": name, "kind": "QuantAct", "method": None,
-                         "weight_bits": None, "act_bits": m.bits, "params": 0})
+            rows.append(
+                {
+                    "layer": name,
+                    "kind": "QuantAct",
+                    "method": None,
+                    "weight_bits": None,
+                    "act_bits": m.bits,
+                    "params": 0,
+                }
+            )
     return rows

@@ -1,0 +1,5 @@
+import sys
+
+from sinreq.cli import main
+
+sys.exit(main())

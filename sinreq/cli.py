@@ -1,0 +1,89 @@
+"""The ``sinreq`` command line: ``train``, ``download``, ``report``, ``check``.
+
+Every user error (bad flag value, unreadable config, missing data) ends with a one-line message on
+stderr and exit code 2, without a traceback and without touching existing outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from sinreq.train import configs_from_args, train_all
+
+    train_all(*configs_from_args(args))
+    return 0
+
+
+def _download(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from sinreq.data import download
+
+    print(download(args.name, args.root))
+    return 0
+
+
+def _report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from sinreq.report import report_command
+
+    report_command(
+        runs=[Path(p) for p in args.runs], out=Path(args.out),
+        tracking_uri=args.tracking_uri, experiment=args.experiment,
+    )  # fmt: skip
+    return 0
+
+
+def _check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from sinreq.report import check_command
+
+    return check_command(Path(args.results), Path(args.reference), profile=args.profile)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sinreq", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    from sinreq.train import add_train_arguments
+
+    train = sub.add_parser("train", help="train one network in one configuration")
+    add_train_arguments(train)
+    train.set_defaults(func=_train)
+
+    download = sub.add_parser("download", help="download and verify a dataset")
+    download.add_argument("name", help="dataset name (cifar10, svhn; digits is embedded)")
+    download.add_argument("--root", default="data", help="folder to put the dataset in")
+    download.set_defaults(func=_download)
+
+    report = sub.add_parser("report", help="results, gap-closure tables and plots from runs")
+    report.add_argument("runs", nargs="+", help="run folders (each with config.json, metrics.json)")
+    report.add_argument("--out", default="reports", help="output folder")
+    report.add_argument("--tracking-uri", default="sqlite:///mlflow.db", help="MLflow store")
+    report.add_argument("--experiment", default="sinreq", help="MLflow experiment")
+    report.set_defaults(func=_report)
+
+    check = sub.add_parser("check", help="compare results with the paper and our references")
+    check.add_argument("--results", default="reports/results.csv")
+    check.add_argument("--reference", default="reports/paper_reference.yaml")
+    check.add_argument("--profile", default=None, help="profile the results come from")
+    check.set_defaults(func=_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args, parser)
+    except (ValueError, OSError, KeyError) as err:  # user errors: one line, no traceback
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"sinreq {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"sinreq {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
