@@ -1,12 +1,14 @@
 """The ``sinreq`` command line: ``train``, ``download``, ``report``, ``check``.
 
-Every user error (bad flag value, unreadable config, missing data) ends with a one-line message on
-stderr and exit code 2, without a traceback and without touching existing outputs.
+Every user error (bad flag value, unreadable config, missing data, a diverged run) ends with a
+one-line message on stderr and exit code 2, without a traceback and without touching existing
+outputs. ``SINREQ_DEBUG=1`` shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -76,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args, parser)
-    except (ValueError, OSError, KeyError) as err:  # user errors: one line, no traceback
+    except (ValueError, OSError, RuntimeError) as err:  # one line, no traceback
+        if os.environ.get("SINREQ_DEBUG"):
+            raise
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         print(f"sinreq {args.command}: error: {message}", file=sys.stderr)
         return 2

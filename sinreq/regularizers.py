@@ -124,7 +124,6 @@ class GridRegularizer:
         self.epochs, self.warmup_epochs = epochs, warmup_epochs
         self.include, self.exclude = tuple(include), tuple(exclude)
         self.exclude_first_last = exclude_first_last
-        self._cache: tuple[int, list[tuple[str, QuantWeight]]] | None = None
 
     def penalty_fn(self, w: torch.Tensor, method: str, bits: int) -> torch.Tensor:
         raise NotImplementedError
@@ -138,19 +137,16 @@ class GridRegularizer:
         return self.lam * 0.5 * (1 + math.tanh((epoch - 0.2 * self.epochs) / 20))
 
     def layers(self, model: nn.Module) -> list[tuple[str, QuantWeight]]:
-        """The regularized layers of ``model`` (cached per model object)."""
-        if self._cache is None or self._cache[0] != id(model):
-            weight_layers = [n for n, m in model.named_modules() if isinstance(m, QuantWeight)]
-            edges = {weight_layers[0], weight_layers[-1]} if self.exclude_first_last else set()
-            chosen = [
-                (n, m)
-                for n, m in quantized_layers(model)
-                if n not in edges
-                and any(fnmatch.fnmatchcase(n, p) for p in self.include)
-                and not any(fnmatch.fnmatchcase(n, p) for p in self.exclude)
-            ]
-            self._cache = (id(model), chosen)
-        return self._cache[1]
+        """The regularized layers of ``model``."""
+        weight_layers = [n for n, m in model.named_modules() if isinstance(m, QuantWeight)]
+        edges = set(weight_layers[:1] + weight_layers[-1:]) if self.exclude_first_last else set()
+        return [
+            (n, m)
+            for n, m in quantized_layers(model)
+            if n not in edges
+            and any(fnmatch.fnmatchcase(n, p) for p in self.include)
+            and not any(fnmatch.fnmatchcase(n, p) for p in self.exclude)
+        ]
 
     def penalty(self, model: nn.Module) -> torch.Tensor:
         """The unscaled sum of per-layer penalties (0 if no layer is regularized)."""

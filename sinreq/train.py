@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import logging
 import math
 import os
 import random
@@ -46,7 +47,7 @@ _NON_RESULT_FIELDS = {"out", "tracking_uri", "experiment", "device", "workers", 
 NEAR_LEVEL_FRACTION = 0.1  # "near a level": within 10 % of the level spacing
 
 
-class TrainingError(Exception):
+class TrainingError(RuntimeError):
     """A run that cannot go on (diverged, or its folder holds a different run): one-line message."""
 
 
@@ -284,6 +285,7 @@ def provenance() -> dict[str, Any]:
 
     packages = ["sinreq", "torch", "torchvision", "numpy", "mlflow", "pydantic"]
     versions = {p: metadata.version(p) for p in packages}
+    versions["torch"] = torch.__version__  # with its build tag, e.g. +cu130
     versions["python"] = sys.version.split()[0]
     status = git("status", "--porcelain", "--untracked-files=no")
     return {
@@ -455,12 +457,6 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train (or resume, or return the finished result of) the run described by ``cfg``."""
     from sinreq.data import build_splits, make_loaders
 
-    out = Path(cfg.out)
-    ckpt = _check_resumable(out, cfg)
-    if ckpt is not None and ckpt["epoch"] >= cfg.epochs and (out / "metrics.json").exists():
-        print(f"{out}: finished run, nothing to do", file=sys.stderr)
-        return json.loads((out / "metrics.json").read_text())
-
     # Everything that can fail on bad input happens before anything is written.
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
@@ -498,10 +494,17 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     )
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg.lr_milestones, cfg.lr_gamma)
     amp = cfg.amp and device.type == "cuda"
+    out = Path(cfg.out)
+    ckpt = _check_resumable(out, cfg)
+    if ckpt is not None and ckpt["epoch"] >= cfg.epochs and (out / "metrics.json").exists():
+        print(f"{out}: finished run, nothing to do", file=sys.stderr)
+        return json.loads((out / "metrics.json").read_text())
     step_model = torch.compile(model) if cfg.compile else model
 
     import mlflow
 
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # keep stderr for what matters
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     mlflow.set_tracking_uri(cfg.tracking_uri)
     out.mkdir(parents=True, exist_ok=True)
     history: list[dict[str, float]] = []

@@ -1,0 +1,414 @@
+"""`sinreq train`: the command, its outputs, MLflow contents, resume, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from sinreq.cli import main
+
+FAST = ["--model", "cifar10_convnet", "--dataset", "digits", "--batch-size", "64", "--lr", "0.02"]
+TIME_KEYS = {"wall_time_s", "images_per_s"}
+
+
+@pytest.fixture(scope="session")
+def empty_store(tmp_path_factory) -> Path:
+    """An MLflow sqlite store with its tables created once (creating them takes seconds)."""
+    import mlflow
+
+    db = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
+    mlflow.MlflowClient(f"sqlite:///{db}").search_experiments()
+    return db
+
+
+@pytest.fixture(autouse=True)
+def _store(tmp_path, empty_store):
+    shutil.copy(empty_store, tmp_path / "mlflow.db")
+
+
+def _uri(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def _runs(uri: str, experiment: str = "sinreq"):
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    return mlflow.search_runs(experiment_names=[experiment])
+
+
+def _results(out: Path) -> dict:
+    return {
+        k: v
+        for k, v in json.loads((out / "metrics.json").read_text()).items()
+        if k not in TIME_KEYS
+    }
+
+
+def test_issue_command_writes_metrics_and_mlflow_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = [
+        "train",
+        "--model",
+        "cifar10_convnet",
+        "--dataset",
+        "digits",
+        "--method",
+        "dorefa",
+        "--bits",
+        "3",
+        "--lambda",
+        "1",
+        "--epochs",
+        "4",
+        "--seed",
+        "0",
+        "--out",
+        str(out),
+        "--tracking-uri",
+        _uri(tmp_path),
+        "--profile",
+        "unit",
+        "--stage",
+        "s1",
+    ]
+    assert main(argv) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in (
+        "test_acc",
+        "val_acc",
+        "best_test_acc",
+        "best_val_acc",
+        "epochs",
+        "wall_time_s",
+        "images_per_s",
+        "near_level_frac",
+        "hard_round_test_acc",
+    ):
+        assert key in metrics, key
+    assert metrics["epochs"] == 4 and 0 <= metrics["test_acc"] <= 100
+    assert 0 <= metrics["near_level_frac"] <= 1
+    config = json.loads((out / "config.json").read_text())
+    assert config["lambda"] == 1.0 and config["bits"] == 3 and config["git_commit"] is not None
+    assert "torch" in config["package_versions"]
+    layers = json.loads((out / "layers.json").read_text())
+    assert [r["weight_bits"] for r in layers if r["kind"] != "QuantAct"] == [8, 3, 3, 3, 8]
+    assert (out / "weights.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # one summary line per epoch on stdout
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("epoch ")]
+    assert len(lines) == 4 and "lambda 1" in lines[0]
+
+    runs = _runs(_uri(tmp_path))
+    assert len(runs) == 1
+    run = runs.iloc[0]
+    assert run["status"] == "FINISHED"
+    assert run["tags.mlflow.runName"] == "cifar10_convnet-digits-dorefa-w3-sinreq1-latent-s0"
+    assert run["params.lambda"] == "1.0" and run["params.bits.0"] == "8"
+    assert run["tags.profile"] == "unit" and run["tags.stage"] == "s1"
+    assert run["tags.git_commit"] == config["git_commit"]
+    assert run["tags.version.torch"] == torch.__version__
+    assert run["metrics.test_acc"] == pytest.approx(metrics["test_acc"])
+    import mlflow
+
+    client = mlflow.tracking.MlflowClient(_uri(tmp_path))
+    run_id = run["run_id"]
+    assert len(client.get_metric_history(run_id, "train_ce")) == 4
+    assert len(client.get_metric_history(run_id, "train_reg")) == 4
+    assert [m.value for m in client.get_metric_history(run_id, "lambda")] == [1.0] * 4
+    artifacts = {a.path for a in client.list_artifacts(run_id)}
+    assert {"metrics.json", "config.json", "weights.png", "layers_table.json"} <= artifacts
+
+
+def test_same_seed_same_numbers_and_finished_run_not_retrained(tmp_path, capsys):
+    common = [
+        "train",
+        *FAST,
+        "--method",
+        "wrpn",
+        "--bits",
+        "4",
+        "--lambda",
+        "0.5",
+        "--epochs",
+        "2",
+        "--tracking-uri",
+        _uri(tmp_path),
+    ]
+    assert main([*common, "--out", str(tmp_path / "a")]) == 0
+    assert main([*common, "--out", str(tmp_path / "b")]) == 0
+    assert _results(tmp_path / "a") == _results(tmp_path / "b")
+    stamp = (tmp_path / "a" / "checkpoint.pt").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main([*common, "--out", str(tmp_path / "a")]) == 0
+    assert "finished run, nothing to do" in capsys.readouterr().err
+    assert (tmp_path / "a" / "checkpoint.pt").stat().st_mtime_ns == stamp
+    assert len(_runs(_uri(tmp_path))) == 2
+
+
+def test_grid_and_init_from_template(tmp_path):
+    uri = _uri(tmp_path)
+    assert (
+        main(
+            [
+                "train",
+                *FAST,
+                "--method",
+                "fp",
+                "--epochs",
+                "1",
+                "--grid",
+                "seed=0,1",
+                "--out",
+                str(tmp_path / "fp"),
+                "--tracking-uri",
+                uri,
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "train",
+                *FAST,
+                "--method",
+                "wrpn",
+                "--bits",
+                "4",
+                "--epochs",
+                "1",
+                "--init-from",
+                str(tmp_path / "fp" / "seed{seed}"),
+                "--grid",
+                "seed=0,1",
+                "--grid",
+                "lambda=0,2",
+                "--out",
+                str(tmp_path / "q"),
+                "--grid-summary",
+                str(tmp_path / "q.json"),
+                "--tracking-uri",
+                uri,
+            ]
+        )
+        == 0
+    )
+    summary = json.loads((tmp_path / "q.json").read_text())
+    assert sorted(summary) == ["seed0-lambda0", "seed0-lambda2", "seed1-lambda0", "seed1-lambda2"]
+    config = json.loads((tmp_path / "q" / "seed1-lambda2" / "config.json").read_text())
+    assert config["init_from"] == str(tmp_path / "fp" / "seed1") and config["lambda"] == 2.0
+    # fine-tuning starts from the baseline's weights: the first layer's latent weights moved
+    # only a little from the seed-1 baseline (lr 0.02, one epoch), far less than across seeds
+    fp1 = torch.load(tmp_path / "fp" / "seed1" / "checkpoint.pt", weights_only=True)["model"]
+    fp0 = torch.load(tmp_path / "fp" / "seed0" / "checkpoint.pt", weights_only=True)["model"]
+    q1 = torch.load(tmp_path / "q" / "seed1-lambda0" / "checkpoint.pt", weights_only=True)["model"]
+    moved = (q1["0.weight"] - fp1["0.weight"]).norm()
+    assert moved < 0.5 * (fp0["0.weight"] - fp1["0.weight"]).norm()
+    assert len(_runs(uri)) == 6
+
+
+def test_yaml_config_and_flags_win(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "model: cifar10_convnet\nmethod: wrpn\nbits: 5\nepochs: 3\nbatch-size: 64\n"
+        "lambda: 0.25\nlr_milestones: [1, 2]\n"
+    )
+    out = tmp_path / "run"
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(cfg),
+                "--epochs",
+                "1",
+                "--out",
+                str(out),
+                "--tracking-uri",
+                _uri(tmp_path),
+            ]
+        )
+        == 0
+    )
+    config = json.loads((out / "config.json").read_text())
+    assert (config["method"], config["bits"], config["epochs"]) == ("wrpn", 5, 1)
+    assert config["lambda"] == 0.25 and config["lr_milestones"] == [1, 2]
+    assert config["batch_size"] == 64
+
+
+BAD_INPUTS = [
+    (["--bits", "0"], "bits=0"),
+    (["--bits", "33"], "bits=33"),
+    (["--model", "lenet"], "unknown model 'lenet'"),
+    (["--dataset", "mnist"], "unknown dataset 'mnist'"),
+    (["--method", "xnor"], "'fp', 'dorefa' or 'wrpn'"),
+    (["--lambda", "-1"], "lambda=-1.0"),
+    (["--epochs", "0"], "--epochs"),
+    (["--config", "/nonexistent/c.yaml"], "cannot read config"),
+    (["--dataset", "cifar10", "--data-dir", "/nonexistent/data"], "sinreq download cifar10"),
+    (["--init-from", "/nonexistent/run"], "no checkpoint"),
+    (["--schedule", "cosine"], "'constant', 'warmup' or 'tanh'"),
+]
+
+
+@pytest.mark.parametrize(("extra", "expected"), BAD_INPUTS)
+def test_bad_input_one_line_error_and_nothing_touched(tmp_path, capsys, extra, expected):
+    out = tmp_path / "run"
+    base = [
+        "train",
+        *FAST,
+        "--method",
+        "dorefa",
+        "--bits",
+        "4",
+        "--lambda",
+        "1",
+        "--epochs",
+        "1",
+        "--out",
+        str(out),
+        "--tracking-uri",
+        _uri(tmp_path),
+    ]
+    assert main(base) == 0
+    before = {p: p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()}
+    capsys.readouterr()
+    assert main([*base, *extra]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert expected in err and "Traceback" not in err
+    after = {p: p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()}
+    assert after == before
+
+
+def test_other_configuration_in_out_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    base = [
+        "train",
+        *FAST,
+        "--method",
+        "fp",
+        "--epochs",
+        "1",
+        "--out",
+        str(out),
+        "--tracking-uri",
+        _uri(tmp_path),
+    ]
+    assert main(base) == 0
+    before = (out / "checkpoint.pt").read_bytes()
+    capsys.readouterr()
+    assert main([*base, "--seed", "3"]) == 2
+    assert "another configuration (seed: 0 there, 3 now)" in capsys.readouterr().err
+    assert (out / "checkpoint.pt").read_bytes() == before
+
+
+def test_divergence_stops_with_error_and_failed_mlflow_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert (
+        main(
+            [
+                "train",
+                *FAST,
+                "--method",
+                "fp",
+                "--lr",
+                "1e6",
+                "--epochs",
+                "2",
+                "--out",
+                str(out),
+                "--tracking-uri",
+                _uri(tmp_path),
+            ]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "training diverged" in err and len(err.strip().splitlines()) == 1
+    runs = _runs(_uri(tmp_path))
+    assert list(runs["status"]) == ["FAILED"]
+
+
+def test_cli_subprocess_error_has_no_traceback(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "sinreq", "train", "--model", "nope", "--out", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "sinreq train: error: --model: unknown model 'nope'; allowed: alexnet, cifar10_convnet, "
+        "resnet18, resnet20, svhn_convnet, vgg11"
+    ]
+    assert not (tmp_path / "x").exists()
+
+
+def test_sigkill_after_first_checkpoint_then_resume_gives_identical_metrics(tmp_path):
+    args = [
+        sys.executable,
+        "-m",
+        "sinreq",
+        "train",
+        "--model",
+        "svhn_convnet",
+        "--dataset",
+        "digits",
+        "--method",
+        "dorefa",
+        "--bits",
+        "4",
+        "--act-bits",
+        "4",
+        "--lambda",
+        "0.5",
+        "--schedule",
+        "warmup",
+        "--warmup-epochs",
+        "2",
+        "--epochs",
+        "4",
+        "--batch-size",
+        "128",
+        "--lr",
+        "0.05",
+        "--lr-milestones",
+        "2",
+        "--seed",
+        "3",
+        "--tracking-uri",
+        _uri(tmp_path),
+    ]
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [*args, "--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    ckpt = killed / "checkpoint.pt"
+    deadline = time.monotonic() + 240
+    while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    done = torch.load(ckpt, weights_only=True)["epoch"]
+    assert 1 <= done < 4, "the run must be killed mid-way for this test to mean anything"
+    assert not (killed / "metrics.json").exists()
+
+    subprocess.run([*args, "--out", str(killed)], check=True, capture_output=True)
+    subprocess.run([*args, "--out", str(tmp_path / "clean")], check=True, capture_output=True)
+    assert _results(killed) == _results(tmp_path / "clean")
+    resumed = json.loads((killed / "config.json").read_text())
+    assert resumed["seed"] == 3
+    # the resumed run continued the same MLflow run: one run per output folder
+    runs = _runs(_uri(tmp_path))
+    assert len(runs) == 2 and set(runs["status"]) == {"FINISHED"}
