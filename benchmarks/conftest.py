@@ -89,12 +89,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
-def pytest_report_header(config: pytest.Config) -> str:
-    return (
+def pytest_benchmark_update_json(config, benchmarks, output_json: dict) -> None:
+    """Record the settings ``ratios.py`` prints beside the numbers."""
+    output_json["sinreq"] = {
+        "threads": torch.get_num_threads(),
+        "scale": SCALE,
+        "batch": BATCH,
+        "first_last": FIRST_LAST,
+        "compile": compile_requested(config),
+    }
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    lines = [
         f"sinreq benchmarks: torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"rounds x{SCALE:g}, compile benchmarks "
         f"{'on' if compile_requested(config) else 'off (-m compile to run them)'}"
-    )
+    ]
+    load = os.getloadavg()[0]
+    if load > 0.5:
+        lines.append(
+            f"warning: load average {load:.1f} before the run: other processes compete for the "
+            "cores; timings will be noisy (with OpenMP's default busy-waiting, 2-thread ops can "
+            "run many times slower; OMP_WAIT_POLICY=PASSIVE softens that)"
+        )
+    return lines
 
 
 @pytest.fixture(scope="session")
@@ -176,3 +195,29 @@ def train_step(batch) -> Callable[..., TrainStep]:
         return make_train_step(network, method, sinreq, x, y, compile)
 
     return factory
+
+
+def label(method: str, sinreq: bool) -> str:
+    """Test id of a configuration: ``fp``, ``dorefa+sinreq``, ..."""
+    return method + ("+sinreq" if sinreq else "")
+
+
+def record(benchmark, network: str, method: str, sinreq: bool, compiled: bool, variant: str):
+    """Tag a step benchmark for ``ratios.py`` (which reads ``extra_info``, not names)."""
+    benchmark.extra_info.update(
+        {
+            "kind": "step",
+            "network": network,
+            "method": method,
+            "sinreq": sinreq,
+            "compiled": compiled,
+            "variant": variant,
+            "images": BATCH,
+        }
+    )
+
+
+def add_throughput(benchmark) -> None:
+    """After the run: images per second of the median step."""
+    median = benchmark.stats.stats.median
+    benchmark.extra_info["images_per_s"] = BATCH / median if median > 0 else None

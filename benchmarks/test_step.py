@@ -18,7 +18,7 @@ are what ``ratios.py`` compares.
 from __future__ import annotations
 
 import pytest
-from conftest import BATCH, NETWORKS, STEP_ROUNDS, rounds
+from conftest import NETWORKS, STEP_ROUNDS, add_throughput, label, record, rounds
 
 CONFIGS = [
     ("fp", False),
@@ -27,29 +27,6 @@ CONFIGS = [
     ("wrpn", False),
     ("wrpn", True),
 ]
-
-
-def label(method: str, sinreq: bool) -> str:
-    return method + ("+sinreq" if sinreq else "")
-
-
-def record(benchmark, network: str, method: str, sinreq: bool, compiled: bool, variant: str):
-    benchmark.extra_info.update(
-        {
-            "kind": "step",
-            "network": network,
-            "method": method,
-            "sinreq": sinreq,
-            "compiled": compiled,
-            "variant": variant,
-            "images": BATCH,
-        }
-    )
-
-
-def add_throughput(benchmark) -> None:
-    median = benchmark.stats.stats.median
-    benchmark.extra_info["images_per_s"] = BATCH / median if median > 0 else None
 
 
 @pytest.mark.parametrize(

@@ -17,11 +17,12 @@ The regularizer prototype is benchmarked in ``test_regularizer.py``.
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 import variants
-from conftest import BATCH, STEP_ROUNDS, build_model, rounds
-from test_step import add_throughput, record
+from conftest import BATCH, STEP_ROUNDS, add_throughput, build_model, record, rounds
 
 from sinreq.quant import functional
 from sinreq.regularizers import SinReQ
@@ -133,19 +134,11 @@ def assert_step_identical(train_step, sinreq: bool) -> None:
     for proposed in (False, True):
         setup = train_step("resnet20", "dorefa", sinreq)
         regularizer = setup.regularizer if proposed else None
-        with variants.install(regularizer) if proposed else _nothing():
+        with variants.install(regularizer) if proposed else contextlib.nullcontext():
             setup.step()
             setup.step()
         results.append([p.detach().clone() for p in setup.model.parameters()])
     assert all(same_bits(a, b) for a, b in zip(*results, strict=True)), "parameters differ"
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 @pytest.mark.parametrize("sinreq", [False, True], ids=["dorefa", "dorefa+sinreq"])

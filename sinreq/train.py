@@ -64,7 +64,9 @@ class TrainConfig(BaseModel):
     val_fraction: float = Field(0.1, gt=0, lt=1, description="validation hold-out of train")
     method: Literal["fp", "dorefa", "wrpn"] = Field("fp", description="weight quantizer")
     bits: int = Field(4, description="weight bits (2..8)")
-    act_bits: int | None = Field(None, description="activation bits (2..8); none = ReLU")
+    act_bits: int | None = Field(
+        None, description="activation bits (2..8); 'bits' = same as --bits; none = ReLU"
+    )
     first_last: Literal["fp", "8bit", "quantize"] = Field(
         "8bit", description="first/last layer: keep float, 8 bits, or quantize like the rest"
     )
@@ -99,9 +101,14 @@ class TrainConfig(BaseModel):
 
     @field_validator("act_bits", "init_from", "classes", mode="before")
     @classmethod
-    def _none_words(cls, v: Any) -> Any:
-        """``none``, ``null`` and the empty string mean "not set" (as DVC renders nulls)."""
-        return None if isinstance(v, str) and v.strip().lower() in ("", "none", "null") else v
+    def _none_words(cls, v: Any, info) -> Any:
+        """``none``, ``null`` and the empty string mean "not set" (as DVC renders nulls);
+        ``--act-bits bits`` means "the same as --bits"."""
+        if isinstance(v, str) and v.strip().lower() in ("", "none", "null"):
+            return None
+        if info.field_name == "act_bits" and v == "bits":
+            return info.data.get("bits")
+        return v
 
     @field_validator("model")
     @classmethod

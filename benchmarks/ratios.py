@@ -1,0 +1,222 @@
+"""Ratios and PASS/FAIL against the speed targets, from a pytest-benchmark JSON file.
+
+Usage::
+
+    .venv/bin/pytest benchmarks/ --benchmark-only --benchmark-json=.benchmarks/latest.json
+    .venv/bin/python benchmarks/ratios.py .benchmarks/latest.json [--strict]
+
+Targets (issue "Speed"; CPU, ResNet-20, batch 128, 32x32 inputs, 2 threads):
+
+- the DoReFa W4A4 + SinReQ training step takes at most 1.20x the FP32 step (eager);
+- with torch.compile at most 1.10x (compiled DoReFa W4A4 + SinReQ over compiled FP32; the ratio
+  over eager FP32 is printed too), only when the ``compile`` benchmarks were run;
+- SinReQ adds at most 3 % to a quantized step (DoReFa and WRPN, each with / without).
+
+All ratios use the medians of one run. Rows of ``variant="proposed"`` (the prototypes of
+``variants.py``) are checked against the same targets and labelled as prototypes. The other
+network's ratios are printed without a verdict. Also printed: the regularizer and quantizer
+micro-benchmarks (each against the current implementation) and the loaders' images per second
+beside the ResNet-20 steps' (with ``workers=0`` the loader runs between steps, so its share of
+an epoch is ``(1/loader) / (1/loader + 1/step)``).
+
+Exit status 0; with ``--strict``, 1 when a checked target FAILs (prototype rows excluded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+TARGET_NETWORK = "resnet20"
+STEP_TARGET = 1.20
+COMPILED_TARGET = 1.10
+SINREQ_TARGET = 0.03
+
+
+def load(path: Path) -> list[dict]:
+    data = json.loads(path.read_text())
+    return data.get("benchmarks", []), data
+
+
+def median(bench: dict) -> float:
+    return bench["stats"]["median"]
+
+
+def step_key(bench: dict) -> tuple:
+    e = bench["extra_info"]
+    return e["network"], e["method"], e["sinreq"], e["compiled"], e["variant"]
+
+
+def fmt_ms(seconds: float) -> str:
+    return f"{seconds * 1e3:9.2f}"
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def table(title: str, header: list[str], rows: list[list[str]]) -> None:
+    if not rows:
+        return
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
+    print(f"\n{title}")
+    line = "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))
+    print(line)
+    print("-" * len(line))
+    for row in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
+
+
+def config_name(method: str, sinreq: bool, compiled: bool, variant: str) -> str:
+    name = {"fp": "FP32", "dorefa": "DoReFa W4A4", "wrpn": "WRPN W4A4"}[method]
+    name += " + SinReQ" if sinreq else ""
+    name += " (compiled)" if compiled else ""
+    name += " [proposed]" if variant == "proposed" else ""
+    return name
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("json", type=Path, help="pytest-benchmark --benchmark-json file")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target FAILs")
+    args = parser.parse_args(argv)
+    benches, data = load(args.json)
+    if not benches:
+        print(f"{args.json}: no benchmarks in this file", file=sys.stderr)
+        return 2
+
+    kinds: dict[str, list[dict]] = {}
+    for b in benches:
+        kinds.setdefault(b.get("extra_info", {}).get("kind", "other"), []).append(b)
+    steps = {step_key(b): b for b in kinds.get("step", [])}
+    info = data.get("sinreq", {})
+    timers = sorted({b["options"].get("timer", "?") for b in benches})
+    print(
+        f"{args.json}: {len(benches)} benchmarks, {data.get('datetime', '?')}, "
+        f"cpu {data.get('machine_info', {}).get('cpu', {}).get('brand_raw', '?')}, "
+        f"threads {info.get('threads', '?')}, timer {', '.join(timers)}"
+    )
+    print("All ratios are of medians; 'spread' is the interquartile range over the median.")
+
+    # ---- every step, against the FP32 step of the same network (and compile mode)
+    rows = []
+    order = {"fp": 0, "dorefa": 1, "wrpn": 2}
+    for key in sorted(steps, key=lambda k: (k[0], k[3], k[4] != "current", order[k[1]], k[2])):
+        network, method, sinreq, compiled, variant = key
+        b = steps[key]
+        base = steps.get((network, "fp", False, compiled, "current"))
+        eager = steps.get((network, "fp", False, False, "current"))
+        ratio = f"{median(b) / median(base):.3f}x" if base else "n/a"
+        vs_eager = f"{median(b) / median(eager):.3f}x" if eager and compiled else ""
+        rows.append(
+            [
+                network,
+                config_name(method, sinreq, compiled, variant),
+                fmt_ms(median(b)),
+                f"{b['stats']['iqr'] / median(b):.0%}",
+                f"{b['extra_info']['images'] / median(b):8.0f}",
+                ratio,
+                vs_eager,
+            ]
+        )
+    table(
+        "Training step (batch 128), ratio to the FP32 step of the same network",
+        ["network", "configuration", "median ms", "spread", "images/s", "vs FP32", "vs eager FP32"],
+        rows,
+    )
+
+    # ---- targets
+    checks = []  # (what, value, limit, ok or None, counted)
+
+    def step_ratio(network, method, sinreq, compiled, variant, base_compiled):
+        num = steps.get((network, method, sinreq, compiled, variant))
+        den = steps.get((network, "fp", False, base_compiled, "current"))
+        return median(num) / median(den) if num and den else None
+
+    for network in sorted({k[0] for k in steps}):
+        checked = network == TARGET_NETWORK
+        for variant in ("current", "proposed"):
+            r = step_ratio(network, "dorefa", True, False, variant, False)
+            if r is not None:
+                what = f"{network}: DoReFa W4A4 + SinReQ / FP32, eager"
+                what += " [proposed]" if variant == "proposed" else ""
+                checks.append((what, f"{r:.3f}x", f"<= {STEP_TARGET:.2f}x",
+                               r <= STEP_TARGET if checked else None, variant == "current"))  # fmt: skip
+        r = step_ratio(network, "dorefa", True, True, "current", True)
+        if r is not None:
+            checks.append((f"{network}: DoReFa W4A4 + SinReQ / FP32, both compiled", f"{r:.3f}x",
+                           f"<= {COMPILED_TARGET:.2f}x", r <= COMPILED_TARGET if checked else None,
+                           True))  # fmt: skip
+            r2 = step_ratio(network, "dorefa", True, True, "current", False)
+            if r2 is not None:
+                checks.append((f"{network}: DoReFa W4A4 + SinReQ compiled / FP32 eager",
+                               f"{r2:.3f}x", "(info)", None, False))  # fmt: skip
+        for method in ("dorefa", "wrpn"):
+            for variant in ("current", "proposed"):
+                with_ = steps.get((network, method, True, False, variant))
+                without = steps.get((network, method, False, False, variant))
+                if not (with_ and without):
+                    continue
+                overhead = median(with_) / median(without) - 1
+                what = f"{network}: SinReQ overhead on the {method} W4A4 step"
+                what += " [proposed]" if variant == "proposed" else ""
+                checks.append((what, f"{overhead:+.1%}", f"<= {SINREQ_TARGET:.0%}",
+                               overhead <= SINREQ_TARGET if checked else None,
+                               variant == "current"))  # fmt: skip
+    rows = []
+    failed = False
+    for what, value, limit, ok, counted in checks:
+        status = "info" if ok is None else verdict(ok)
+        if ok is not None and not counted:
+            status += " (prototype)"
+        failed |= ok is False and counted
+        rows.append([what, value, limit, status])
+    table("Targets", ["check", "measured", "target", "verdict"], rows)
+    if not any(k[3] for k in steps):
+        print("(compiled steps not in this run: add -m compile or SINREQ_BENCH_COMPILE=1)")
+
+    # ---- micro-benchmarks against the current implementation
+    rows = []
+    for kind in ("regularizer", "activation_quantizer", "weight_quantizer"):
+        groups: dict[str, list[dict]] = {}
+        for b in kinds.get(kind, []):
+            groups.setdefault(b["group"], []).append(b)
+        for group, members in sorted(groups.items()):
+            current = next((b for b in members if b["extra_info"]["impl"] == "current"), None)
+            for b in sorted(members, key=median):
+                ratio = f"{median(b) / median(current):.2f}x" if current else "n/a"
+                rows.append([group, b["extra_info"]["impl"], fmt_ms(median(b)), ratio])
+    table("Micro-benchmarks (forward + backward)", ["group", "impl", "median ms", "vs current"],
+          rows)  # fmt: skip
+
+    # ---- loaders against the step
+    rows = []
+    fp = steps.get((TARGET_NETWORK, "fp", False, False, "current"))
+    quant = steps.get((TARGET_NETWORK, "dorefa", True, False, "current"))
+    for b in kinds.get("loader", []):
+        e = b["extra_info"]
+        loader_ips = e["images"] / median(b)
+        row = [e["dataset"] + (" +augment" if e.get("augment") else ""), f"{loader_ips:10.0f}"]
+        for step in (fp, quant):
+            if step:
+                step_ips = step["extra_info"]["images"] / median(step)
+                share = (1 / loader_ips) / (1 / loader_ips + 1 / step_ips)
+                row.append(f"{loader_ips / step_ips:7.1f}x, {share:5.1%} of an epoch")
+            else:
+                row.append("n/a")
+        rows.append(row)
+    table(
+        f"Loaders (workers=0) against the {TARGET_NETWORK} step",
+        ["dataset", "images/s", "vs FP32 step", "vs DoReFa W4A4 + SinReQ step"],
+        rows,
+    )
+    print()
+    if failed:
+        print("Some targets FAIL." + ("" if args.strict else " (exit 0; --strict exits 1)"))
+    return 1 if failed and args.strict else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
