@@ -1,0 +1,131 @@
+"""The DVC pipeline: profiles resolve to the intended grid; the tiny profile runs end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+
+
+def _copy_repo(dest: Path, profile: str | None) -> Path:
+    """The repository's committed-or-tracked files in a fresh git repo at ``dest``."""
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    for name in files:
+        if (ROOT / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, dest / name)
+    if profile:
+        shutil.copy(dest / "pipelines" / f"{profile}.yaml", dest / "params.yaml")
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"],
+    ):
+        subprocess.run(cmd, cwd=dest, check=True, capture_output=True)  # fmt: skip
+    return dest
+
+
+def _stages(repo: Path) -> dict[str, str]:
+    from dvc.repo import Repo
+
+    with Repo(str(repo)) as dvc_repo:
+        return {s.name: s.cmd for s in dvc_repo.index.stages if hasattr(s, "cmd") and s.cmd}
+
+
+def test_default_profile_resolves_to_the_promised_grid():
+    stages = _stages(ROOT)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert params["profile"] == "default" and params["datasets"] == ["digits"]
+    quant = [cmd for name, cmd in stages.items() if name.startswith("quant@")]
+    fp = [cmd for name, cmd in stages.items() if name.startswith("fp@")]
+    models = {cmd.split("--model ")[1].split()[0] for cmd in quant}
+    assert len(models) >= 2 and len(fp) == len(models)
+    assert len(quant) == len(models) * 2 * 3
+    for method in ("dorefa", "wrpn"):
+        for bits in (3, 4, 5):
+            assert sum(f"--method {method} --bits {bits} " in c for c in quant) == len(models)
+    assert all("--grid seed=0,1 " in c and "--grid lambda=0," in c for c in quant)
+    assert {"prepare@digits", "report", "check"} <= set(stages)
+
+
+def test_paper_profile_resolves_to_the_full_study(tmp_path):
+    repo = _copy_repo(tmp_path, "paper")
+    stages = _stages(repo)
+    quant = {n: c for n, c in stages.items() if n.startswith("quant@")}
+    assert len(quant) == 6 * 2 * 3
+    expected_data = {
+        "cifar10_convnet": "cifar10",
+        "svhn_convnet": "svhn",
+        "resnet20": "cifar10",
+        "vgg11": "cifar10",
+        "alexnet": "imagenet",
+        "resnet18": "imagenet",
+    }
+    for model, dataset in expected_data.items():
+        cmds = [c for c in quant.values() if f"--model {model} " in c]
+        assert len(cmds) == 6, model
+        assert all(f"--dataset {dataset} " in c and "--device cuda" in c for c in cmds)
+        assert all("--grid seed=0,1,2 " in c and "--batch_size 256" in c for c in cmds)
+    assert {"prepare@cifar10", "prepare@svhn"} <= set(stages)
+    assert "prepare@imagenet" not in stages  # user-supplied through data.dvc
+
+
+@pytest.mark.slow
+def test_tiny_profile_end_to_end(tmp_path):
+    repo = _copy_repo(tmp_path, "tiny")
+    run = subprocess.run([str(BIN / "dvc"), "repro"], cwd=repo, env=_env(), capture_output=True,
+                         text=True, check=False)  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+
+    import pandas as pd
+
+    results = pd.read_csv(repo / "reports" / "results.csv")
+    assert len(results) == 1 + 2 * 2  # FP + (dorefa, wrpn) x (SinReQ off, on), one seed
+    assert set(results["method"]) == {"fp", "dorefa", "wrpn"}
+    assert sorted(results["lambda"].tolist()) == [0.0, 0.0, 0.0, 1.0, 1.0]
+    gap = pd.read_csv(repo / "reports" / "gap_closure.csv")
+    assert len(gap) == 2 and set(gap["bits"]) == {3}
+    for png in ("acc_vs_bits.png", "gap_closure.png", "weight_hist.png"):
+        assert (repo / "reports" / png).read_bytes()[:4] == b"\x89PNG"
+    assert "Claim" in (repo / "reports" / "check.txt").read_text() or (
+        "NOT MEASURED" in (repo / "reports" / "check.txt").read_text()
+    )
+
+    shown = subprocess.run([str(BIN / "dvc"), "metrics", "show", "--json"], cwd=repo, env=_env(),
+                           capture_output=True, text=True, check=True).stdout  # fmt: skip
+    metrics = json.loads(shown)
+    files = next(iter(metrics.values()))["data"]
+    assert "reports/summary.json" in files and "metrics/fp-cifar10_convnet.json" in files
+    fp_metrics = files["metrics/fp-cifar10_convnet.json"]["data"]["seed0"]
+    assert fp_metrics["test_acc"] == pytest.approx(
+        results.loc[results["method"] == "fp", "test_acc"].item()
+    )
+
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["sinreq-tiny"])
+    assert len(runs) == 5 + 1  # five training runs and the report run
+    assert set(runs["status"]) == {"FINISHED"}
+    assert set(runs["tags.profile"].dropna()) == {"tiny"}
+
+    again = subprocess.run([str(BIN / "dvc"), "repro"], cwd=repo, env=_env(),
+                           capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert "Running stage" not in again, again
+    assert len(mlflow.search_runs(experiment_names=["sinreq-tiny"])) == 6
