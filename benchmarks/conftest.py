@@ -5,11 +5,13 @@ The project's pytest configuration collects ``tests/`` only, so these run when a
     .venv/bin/pytest benchmarks/ --benchmark-only --benchmark-json=.benchmarks/latest.json
     .venv/bin/python benchmarks/ratios.py .benchmarks/latest.json
 
-The default run takes about 3 minutes on 2 idle cores (longer on a busy machine). What is measured:
+The default run is sized for 2-3 minutes on 2 idle cores (it took 6.5 minutes on a machine shared
+with a training job, with ``OMP_WAIT_POLICY=PASSIVE``). What is measured:
 
 - ``test_step.py``: one full training step (forward, cross-entropy (+ SinReQ), backward, SGD
   momentum step), FP32 / DoReFa W4A4 / WRPN W4A4, with and without SinReQ, for ResNet-20 and the
-  small CIFAR-10 convnet; one pytest-benchmark group per network. The ``compile`` ones
+  small CIFAR-10 convnet; one pytest-benchmark group per network; plus ResNet-20's
+  configurations interleaved round by round (paired ratios, for the verdicts). The ``compile`` ones
   (``torch.compile``; about 70 s of compilation each) run only when asked for: ``-m compile``
   or ``SINREQ_BENCH_COMPILE=1``.
 - ``test_variants.py``: the faster prototypes of ``variants.py`` (bit-identity asserted first),
@@ -27,10 +29,20 @@ Environment variables (all optional):
                           for a smoke run, 3 for tighter medians).
 ``SINREQ_BENCH_COMPILE``  ``1`` also runs the ``compile`` benchmarks.
 
-Timings on a machine shared with other jobs are noisy; the medians of ``ratios.py`` are steadier
-than the absolute times. On a busy machine ``--benchmark-timer=time.process_time`` together with
-``SINREQ_BENCH_THREADS=1`` measures CPU time instead of wall time, which other processes disturb
-less (it is a different setting from the targets' 2 threads: say so when quoting it).
+``SINREQ_BENCH_*`` settings are recorded in the JSON file (key ``sinreq``).
+
+Timings on a machine shared with other jobs are noisy: the ratios of ``ratios.py`` are steadier
+than the absolute times, but pytest-benchmark runs the configurations one after the other, so
+a load change between two of them moves their ratio (the "spread" column shows how much the
+rounds scattered). Two things help on a busy machine:
+
+- ``OMP_WAIT_POLICY=PASSIVE`` (set before Python starts). With OpenMP's default busy-waiting,
+  a 2-thread op whose second thread is descheduled waits for a whole time slice: measured
+  here with one other training job running, a 37k-element ``tanh`` took 1.3 ms instead of
+  0.13 ms, and a ResNet-20 step 2-6 s instead of about 0.8 s.
+- ``SINREQ_BENCH_THREADS=1 ... --benchmark-timer=time.process_time``: CPU time of one thread,
+  which time-slicing does not inflate (a different setting from the targets' 2 threads: say
+  so when quoting it).
 """
 
 from __future__ import annotations
@@ -50,7 +62,7 @@ BATCH = 128
 SEED = 0
 # The targets' network first: its rounds dominate the run time (about 0.2-0.3 s per step).
 NETWORKS = ("resnet20", "cifar10_convnet")
-STEP_ROUNDS = {"resnet20": (30, 3), "cifar10_convnet": (150, 10)}  # (rounds, warm-up rounds)
+STEP_ROUNDS = {"resnet20": (40, 3), "cifar10_convnet": (150, 10)}  # (rounds, warm-up rounds)
 # Weight-layer policy of the quantized networks: every Conv2d/Linear, the stem and the
 # classifier included, gets 4-bit weights ("quantize"), so every layer pays for its quantizer.
 # The project's default "8bit" runs the same operations (8 instead of 4 bits) and "fp" would
@@ -82,13 +94,16 @@ def compile_requested(config: pytest.Config) -> bool:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if compile_requested(config):
         return
-    skip = pytest.mark.skip(reason="torch.compile benchmark: run with -m compile or "
-                            "SINREQ_BENCH_COMPILE=1 (about 70 s of compilation each)")  # fmt: skip
+    skip = pytest.mark.skip(
+        reason="torch.compile benchmark: run with -m compile or "
+        "SINREQ_BENCH_COMPILE=1 (about 70 s of compilation each)"
+    )
     for item in items:
         if item.get_closest_marker("compile") is not None:
             item.add_marker(skip)
 
 
+@pytest.hookimpl(optionalhook=True)
 def pytest_benchmark_update_json(config, benchmarks, output_json: dict) -> None:
     """Record the settings ``ratios.py`` prints beside the numbers."""
     output_json["sinreq"] = {

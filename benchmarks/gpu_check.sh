@@ -141,16 +141,17 @@ start = time.perf_counter()
 preloaded = Preloaded(data)
 results = {}
 configs = (("FP32", "fp", 0.0), ("DoReFa W4A4 + SinReQ", "dorefa", 1.0))
+kinds = ("epoch with DataLoader", "steps only (preloaded)")
 for label, method, lam in configs:
     results[label] = run(method, lam, preloaded)
-    for kind, row in zip(("epoch with DataLoader", "steps only (preloaded)"), results[label]):
+    for kind, row in zip(kinds, results[label], strict=True):
         print(
             f"  {label:21s} {kind:23s} {row['images_per_s']:9.0f} images/s  "
             f"({row['train_time_s']:6.1f} s, train CE {row['train_ce']:.3f}, "
             f"reg {row['train_reg']:.3f})",
             flush=True,
         )
-for i, kind in enumerate(("epoch with DataLoader", "steps only (preloaded)")):
+for i, kind in enumerate(kinds):
     ratio = results["FP32"][i]["images_per_s"] / results["DoReFa W4A4 + SinReQ"][i]["images_per_s"]
     print(f"  DoReFa W4A4 + SinReQ time / FP32 time, {kind}: {ratio:.2f}x")
 print(f"gpu_check: done in {time.perf_counter() - start:.0f} s")

@@ -41,7 +41,9 @@ def profile(network: str, config: str, steps: int, proposed: bool) -> tuple[dict
     x = torch.randn(conftest.BATCH, 3, 32, 32, generator=generator)
     y = torch.randint(0, 10, (conftest.BATCH,), generator=generator)
     setup = conftest.make_train_step(network, method, reg == "sinreq", x, y)
-    swap = variants.install(setup.regularizer) if proposed else contextlib.nullcontext()
+    swap = (
+        variants.install(setup.regularizer, inplace=True) if proposed else contextlib.nullcontext()
+    )
     with swap:
         for _ in range(3):
             setup.step()
@@ -72,25 +74,35 @@ def main(argv: list[str] | None = None) -> int:
     fp_ops, fp_time = profile(args.network, "fp", args.steps, False)
     q_ops, q_time = profile(args.network, args.config, args.steps, args.proposed)
     name = args.config + (" [proposed]" if args.proposed else "")
-    print(f"{args.network}, batch {conftest.BATCH}, {torch.get_num_threads()} threads, "
-          f"{args.steps} profiled steps")  # fmt: skip
-    print(f"median step (under the profiler): FP32 {fp_time * 1e3:.1f} ms, {name} "
-          f"{q_time * 1e3:.1f} ms, ratio {q_time / fp_time:.3f}x")  # fmt: skip
+    print(
+        f"{args.network}, batch {conftest.BATCH}, {torch.get_num_threads()} threads, "
+        f"{args.steps} profiled steps"
+    )
+    print(
+        f"median step (under the profiler): FP32 {fp_time * 1e3:.1f} ms, {name} "
+        f"{q_time * 1e3:.1f} ms, ratio {q_time / fp_time:.3f}x"
+    )
     fp_total = sum(t for t, _ in fp_ops.values())
     q_total = sum(t for t, _ in q_ops.values())
-    print(f"self CPU per step: FP32 {fp_total * 1e3:.1f} ms, {name} {q_total * 1e3:.1f} ms, "
-          f"extra {(q_total - fp_total) * 1e3:+.1f} ms ({q_total / fp_total - 1:+.1%})\n")  # fmt: skip
+    print(
+        f"self CPU per step: FP32 {fp_total * 1e3:.1f} ms, {name} {q_total * 1e3:.1f} ms, "
+        f"extra {(q_total - fp_total) * 1e3:+.1f} ms ({q_total / fp_total - 1:+.1%})\n"
+    )
     rows = []
     for op in set(fp_ops) | set(q_ops):
         t_fp, n_fp = fp_ops.get(op, (0.0, 0.0))
         t_q, n_q = q_ops.get(op, (0.0, 0.0))
         rows.append((t_q - t_fp, op, t_fp, n_fp, t_q, n_q))
     rows.sort(key=lambda r: -abs(r[0]))
-    print(f"{'op':50s} {'FP32 ms':>9s} {'calls':>6s} {name + ' ms':>22s} {'calls':>6s} "
-          f"{'extra ms':>9s} {'of FP32':>8s}")  # fmt: skip
+    print(
+        f"{'op':50s} {'FP32 ms':>9s} {'calls':>6s} {name + ' ms':>22s} {'calls':>6s} "
+        f"{'extra ms':>9s} {'of FP32':>8s}"
+    )
     for delta, op, t_fp, n_fp, t_q, n_q in rows[: args.top]:
-        print(f"{op[:50]:50s} {t_fp * 1e3:9.2f} {n_fp:6.0f} {t_q * 1e3:22.2f} {n_q:6.0f} "
-              f"{delta * 1e3:+9.2f} {delta / fp_total:+8.1%}")  # fmt: skip
+        print(
+            f"{op[:50]:50s} {t_fp * 1e3:9.2f} {n_fp:6.0f} {t_q * 1e3:22.2f} {n_q:6.0f} "
+            f"{delta * 1e3:+9.2f} {delta / fp_total:+8.1%}"
+        )
     return 0
 
 

@@ -6,7 +6,8 @@ one pass over the train loader. ``extra_info["images_per_s"]`` is the epoch's si
 median round time; ``ratios.py`` sets it beside the training step's images per second.
 
 ``digits``
-    scikit-learn's digits (1,294 training images after the test and validation hold-outs), held as one tensor.
+    scikit-learn's digits (1,294 training images after the test and validation hold-outs),
+    held in memory as one tensor.
 ``cifar10`` (generated)
     a ``cifar-10-batches-py`` folder written to a temporary directory in the real format:
     pickled dicts with ``b'data'`` (uint8, N x 3072) and ``b'labels'``, 5 x 1,000 training

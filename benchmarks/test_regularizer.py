@@ -11,6 +11,10 @@ timing, as the training step does). Implementations, one group per network:
               autograd (reference: what the closed form saves).
 ``proposed``  ``variants.sinreq_penalty``: one autograd node for all layers with ``torch._
               foreach_*`` element-wise ops; asserted bit-identical to ``current`` first.
+
+``test_proposed_identical_on_mixed_layers`` (a plain test: ``--benchmark-only`` skips it; run
+``pytest benchmarks/test_regularizer.py`` to see it) checks the prototype on mixed bits, WRPN
+and the normalized domain as well.
 """
 
 from __future__ import annotations
@@ -40,6 +44,40 @@ def grads(model: torch.nn.Module) -> list[torch.Tensor]:
     return [p.grad.clone() for p in model.parameters() if p.grad is not None]
 
 
+def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.shape == b.shape and torch.equal(a.view(torch.int32), b.view(torch.int32))
+
+
+def assert_proposed_identical(model: torch.nn.Module, regularizer: SinReQ) -> None:
+    """The prototype's value and gradients against ``regularizer``'s, bit for bit."""
+    model.zero_grad(set_to_none=True)
+    reference = regularizer(model)
+    reference.backward()
+    expected = grads(model)
+    model.zero_grad(set_to_none=True)
+    value = regularizer.lam * variants.sinreq_penalty(regularizer, model)
+    value.backward()
+    assert same_bits(value.detach(), reference.detach()), "values differ"
+    got = grads(model)
+    assert len(got) == len(expected)
+    assert all(same_bits(a, b) for a, b in zip(got, expected, strict=True)), "gradients differ"
+    model.zero_grad(set_to_none=True)
+
+
+def test_proposed_identical_on_mixed_layers():
+    """Mixed bits (8-bit first/last, 2-bit layer2), WRPN, both domains: still bit-identical."""
+    from sinreq import models
+    from sinreq.quant import quantize_model
+
+    for method in ("dorefa", "wrpn"):
+        for domain in ("latent", "normalized"):
+            torch.manual_seed(0)
+            model = quantize_model(
+                models.build("resnet20"), method, 3, 4, "8bit", overrides={"layer2.*": 2}
+            )
+            assert_proposed_identical(model, SinReQ(0.7, domain=domain))
+
+
 @pytest.mark.parametrize("impl", ["current", "naive", "proposed"])
 @pytest.mark.parametrize("network", ["resnet20", "vgg11"])
 def test_sinreq_penalty(benchmark, network, impl):
@@ -61,11 +99,8 @@ def test_sinreq_penalty(benchmark, network, impl):
     value = run_penalty()
     value.backward()
     if impl == "proposed":
-        assert torch.equal(value.detach().view(torch.int32), reference.detach().view(torch.int32))
-        assert all(
-            torch.equal(a.view(torch.int32), b.view(torch.int32))
-            for a, b in zip(grads(model), expected, strict=True)
-        )
+        assert same_bits(value.detach(), reference.detach())
+        assert all(same_bits(a, b) for a, b in zip(grads(model), expected, strict=True))
     else:
         torch.testing.assert_close(value, reference, rtol=1e-4, atol=1e-5)
         for a, b in zip(grads(model), expected, strict=True):

@@ -11,8 +11,10 @@ The ``compile`` benchmarks (group ``step resnet20 compiled``) wrap the model in 
 ``sinreq train --compile`` does: about 70 s of compilation each, hence opt-in (``-m compile``
 or ``SINREQ_BENCH_COMPILE=1``).
 
-pytest-benchmark runs one benchmark after the other (no interleaving); medians over the rounds
-are what ``ratios.py`` compares.
+pytest-benchmark runs one benchmark after the other (no interleaving), so a change of machine
+load between two benchmarks moves their ratio; ``test_step_interleaved`` therefore also steps
+ResNet-20's configurations in turn within each round and records paired ratios, which
+``ratios.py`` uses for the verdicts when present.
 """
 
 from __future__ import annotations
@@ -29,9 +31,7 @@ CONFIGS = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("method", "sinreq"), CONFIGS, ids=[label(m, s) for m, s in CONFIGS]
-)  # fmt: skip
+@pytest.mark.parametrize(("method", "sinreq"), CONFIGS, ids=[label(m, s) for m, s in CONFIGS])
 @pytest.mark.parametrize("network", NETWORKS)
 def test_step(benchmark, train_step, network, method, sinreq):
     setup = train_step(network, method, sinreq)
@@ -46,9 +46,7 @@ COMPILED = [("fp", False), ("dorefa", True)]
 
 
 @pytest.mark.compile
-@pytest.mark.parametrize(
-    ("method", "sinreq"), COMPILED, ids=[label(m, s) for m, s in COMPILED]
-)  # fmt: skip
+@pytest.mark.parametrize(("method", "sinreq"), COMPILED, ids=[label(m, s) for m, s in COMPILED])
 def test_step_compiled(benchmark, train_step, method, sinreq):
     setup = train_step("resnet20", method, sinreq, compile=True)
     benchmark.group = "step resnet20 compiled"
@@ -57,3 +55,76 @@ def test_step_compiled(benchmark, train_step, method, sinreq):
     # the first warm-up step compiles the forward and backward graphs (about 70 s)
     benchmark.pedantic(setup.step, rounds=rounds(base), warmup_rounds=3)
     add_throughput(benchmark)
+
+
+def test_step_interleaved(benchmark, train_step):
+    """ResNet-20's configurations interleaved: each round runs every configuration once.
+
+    pytest-benchmark times one benchmark after the other, so a change of machine load between
+    two of them moves their ratio. Here every round steps each configuration once (the order
+    rotating from round to round) and times each step; ``extra_info["interleaved"]`` holds,
+    per configuration, the median step and the median over rounds of its ratio to the same
+    round's FP32 step (and, for the SinReQ ones, to the same round's step without SinReQ).
+    ``ratios.py`` prefers these paired ratios for its verdicts. The benchmark's own time (one
+    round of all configurations) means nothing by itself. Includes the ``variants.py``
+    prototypes (``proposed``).
+    """
+    import contextlib
+    import statistics
+    import time
+
+    import variants
+
+    configs = {}
+    for method, sinreq in CONFIGS:
+        configs[label(method, sinreq)] = (train_step("resnet20", method, sinreq), False)
+    for sinreq in (False, True):
+        configs[label("dorefa", sinreq) + " proposed"] = (
+            train_step("resnet20", "dorefa", sinreq),
+            True,
+        )
+    times = {name: [] for name in configs}
+    order = list(configs)
+    counter = [0]
+
+    def one_round() -> None:
+        start = counter[0] % len(order)
+        counter[0] += 1
+        for name in order[start:] + order[:start]:
+            setup, proposed = configs[name]
+            swap = (
+                variants.install(setup.regularizer, inplace=True)
+                if proposed
+                else contextlib.nullcontext()
+            )
+            with swap:
+                begin = time.perf_counter()
+                setup.step()
+                times[name].append(time.perf_counter() - begin)
+
+    benchmark.group = "step resnet20 interleaved"
+    benchmark.pedantic(one_round, rounds=rounds(20), warmup_rounds=1)
+
+    def quartiles(values: list[float]) -> dict:
+        q1, med, q3 = statistics.quantiles(values, n=4) if len(values) > 1 else values * 3
+        return {"median": statistics.median(values), "q1": q1, "q3": q3}
+
+    warm = 1  # the warm-up round's steps are dropped
+    result = {}
+    for name, ts in times.items():
+        ts = ts[warm:]
+        fp = times["fp"][warm:]
+        entry = {
+            "median_s": statistics.median(ts),
+            "vs_fp": quartiles([a / b for a, b in zip(ts, fp, strict=True)]),
+        }
+        base = name.replace("+sinreq", "")
+        if base != name:
+            without = times[base][warm:]
+            entry["vs_without_sinreq"] = quartiles(
+                [a / b for a, b in zip(ts, without, strict=True)]
+            )
+        result[name] = entry
+    benchmark.extra_info.update(
+        {"kind": "step_interleaved", "network": "resnet20", "images": 128, "interleaved": result}
+    )

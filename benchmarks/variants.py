@@ -15,16 +15,23 @@ Proposed changes (what each prototype does differently):
     backward: ``grad * mask`` with a float32 mask is one pass; with a bool mask PyTorch first
     copies the mask to float32 (a hidden ``_to_copy`` of the whole activation).
 
-``dorefa_weight`` (for ``quantize_weight``'s DoReFa branch)
+``ClampRoundSTEInplace`` (for ``_ClampRoundSTE`` + ``QuantAct``)
+    the same in the input's storage, when the ReLU it replaces was ``inplace=True`` (the
+    proposal: ``quantize_model`` copies ``relu.inplace`` to ``QuantAct(bits, inplace=...)``,
+    which passes it on). One allocation per call instead of two: on the CPU every fresh
+    activation-sized tensor costs page faults, since the step frees them all before the next.
+
+``DoReFaWeight`` (for ``quantize_weight``'s DoReFa branch)
     one autograd node instead of twelve: the forward runs the same float32 operations in
     place on one temporary, the backward replays, op for op, the formulas autograd used for
     the composed graph (straight-through round, ``div``/``clamp_min``/``max``/``abs``/``tanh``
     backward), so the gradient is bit-identical too.
 
 ``sinreq_penalty`` (for ``sinreq/regularizers.py: GridRegularizer.penalty`` / ``_Sin2Mean``)
-    one autograd node for all layers instead of three to four per layer plus ``stack``: the
-    per-layer ``cos`` / ``sin`` run as ``torch._foreach_*`` over the list of weights, the
-    per-layer means are stacked and summed exactly as ``torch.stack(terms).sum()`` did.
+    one autograd node for all layers instead of three per layer plus ``stack``: the per-layer
+    ``mul``/``add``/``cos`` (backward ``sin``) run as ``torch._foreach_*`` over the list of
+    weights with per-layer scalars, and the per-layer means are stacked and summed exactly as
+    ``torch.stack(terms).sum()`` did (any mix of methods, bits and both domains).
 """
 
 from __future__ import annotations
@@ -54,9 +61,33 @@ class ClampRoundSTE(torch.autograd.Function):
         return grad * inside, None, None, None
 
 
-def quantize_activation(x: torch.Tensor, bits: int) -> torch.Tensor:
-    """Drop-in for ``sinreq.quant.functional.quantize_activation``."""
-    return ClampRoundSTE.apply(x, 0.0, 1.0, 2**bits - 1)
+class ClampRoundSTEInplace(torch.autograd.Function):
+    """``ClampRoundSTE`` computed in ``x``'s storage (``x`` is marked dirty and returned).
+
+    Only for inputs nobody else needs, which is what ``nn.ReLU(inplace=True)`` promised in the
+    float model (ResNet-20's ReLUs after BatchNorm and after the residual add). One new tensor
+    per call (the mask) instead of two; one more pass (``clamp`` into the mask, then ``eq_``).
+    Autograd still catches misuse: if another node saved ``x``, its backward raises.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, lo: float, hi: float, n: int) -> torch.Tensor:
+        inside = torch.clamp(x, lo, hi)
+        inside.eq_(x)  # float32 1.0 where lo <= x <= hi, else 0.0 (NaN -> 0.0)
+        ctx.mark_dirty(x)
+        ctx.save_for_backward(inside)
+        return x.clamp_(lo, hi).mul_(n).round_().div_(n)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (inside,) = ctx.saved_tensors
+        return grad * inside, None, None, None
+
+
+def quantize_activation(x: torch.Tensor, bits: int, inplace: bool = False) -> torch.Tensor:
+    """Drop-in for ``sinreq.quant.functional.quantize_activation`` (+ ``inplace``)."""
+    fn = ClampRoundSTEInplace if inplace else ClampRoundSTE
+    return fn.apply(x, 0.0, 1.0, 2**bits - 1)
 
 
 # ------------------------------------------------------------------------------ DoReFa weights
@@ -110,20 +141,20 @@ def quantize_weight(w: torch.Tensor, method: str, bits: int) -> torch.Tensor:
 
 
 class Sin2MeanSum(torch.autograd.Function):
-    """``sum_l (1/2 - mean cos(2 pi (x_l + s)/step)/2)`` over a list of tensors, one node.
+    """``sum_l (1/2 - mean cos(2 pi (x_l + s_l)/step_l)/2)`` over a list of tensors, one node.
 
     Same element-wise float32 operations per tensor as ``sinreq.regularizers._Sin2Mean``
-    (through ``torch._foreach_*``, which keeps each tensor's own kernel calls), same
-    ``torch.stack(terms).sum()`` at the end.
+    (through ``torch._foreach_*``, which on the CPU runs each tensor's own kernel), the
+    per-layer means stacked in layer order and summed as ``torch.stack(terms).sum()`` did.
     """
 
     @staticmethod
-    def forward(ctx, step: float, shift: float, *xs: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, steps: tuple, shifts: tuple, *xs: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(*xs)
-        ctx.step, ctx.shift = step, shift
-        scale = 2 * math.pi / step
-        c = torch._foreach_mul(list(xs), scale)
-        torch._foreach_add_(c, scale * shift)
+        ctx.steps, ctx.shifts = steps, shifts
+        scales = [2 * math.pi / step for step in steps]
+        c = torch._foreach_mul(list(xs), scales)
+        torch._foreach_add_(c, [scale * shift for scale, shift in zip(scales, shifts, strict=True)])
         torch._foreach_cos_(c)
         means = torch.stack([ci.mean() for ci in c])
         return (0.5 - 0.5 * means).sum()
@@ -131,49 +162,58 @@ class Sin2MeanSum(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         xs = ctx.saved_tensors
-        scale = 2 * math.pi / ctx.step
-        s = torch._foreach_mul(list(xs), scale)
-        torch._foreach_add_(s, scale * ctx.shift)
+        scales = [2 * math.pi / step for step in ctx.steps]
+        s = torch._foreach_mul(list(xs), scales)
+        torch._foreach_add_(
+            s, [scale * shift for scale, shift in zip(scales, ctx.shifts, strict=True)]
+        )
         torch._foreach_sin_(s)
-        # the current code multiplies by grad * (pi / step / N) per layer; the stack/sum
-        # backward hands every layer the same grad
-        factors = [grad * (math.pi / ctx.step / x.numel()) for x in xs]
+        # as _Sin2Mean.backward: grad * (pi / step / N) per layer (the stack/sum backward hands
+        # every layer the same grad)
+        factors = [
+            grad * (math.pi / step / x.numel()) for step, x in zip(ctx.steps, xs, strict=True)
+        ]
         torch._foreach_mul_(s, factors)
         return (None, None, *s)
 
 
 def sinreq_penalty(regularizer, model: torch.nn.Module) -> torch.Tensor:
-    """Drop-in for ``SinReQ.penalty`` (latent domain): one node per (method, bits) group.
+    """Drop-in for ``SinReQ.penalty``: one autograd node for all regularized layers.
 
-    Bit-identical to ``torch.stack(terms).sum()`` when all regularized layers share one
-    (method, bits), the usual case; with several groups the group sums are added in turn.
+    Each layer keeps its own method, bits and domain mapping (``weight_domain``, so the
+    normalized domain works too); bit-identical to ``torch.stack(terms).sum()``.
     """
+    from sinreq.quant import weight_domain
     from sinreq.regularizers import grid_period
 
-    groups: dict[tuple[str, int], list[torch.Tensor]] = {}
-    for _, m in regularizer.layers(model):
-        groups.setdefault((m.method, m.bits), []).append(m.weight)
-    if not groups:
+    layers = regularizer.layers(model)
+    if not layers:
         return torch.zeros(())
-    if regularizer.domain != "latent":
-        raise NotImplementedError("prototype covers the latent domain only")
-    total = None
-    for (method, bits), ws in groups.items():
-        term = Sin2MeanSum.apply(*grid_period(method, bits), *ws)
-        total = term if total is None else total + term
-    return total
+    periods = [grid_period(m.method, m.bits) for _, m in layers]
+    xs = [weight_domain(m.weight, m.method, regularizer.domain) for _, m in layers]
+    steps = tuple(step for step, _ in periods)
+    shifts = tuple(shift for _, shift in periods)
+    return Sin2MeanSum.apply(steps, shifts, *xs)
 
 
 @contextmanager
-def install(regularizer=None, activations: bool = True, weights: bool = True):
-    """Temporarily use the prototypes in ``sinreq.quant.layers`` (and for ``regularizer``)."""
+def install(
+    regularizer=None, activations: bool = True, weights: bool = True, inplace: bool = False
+):
+    """Temporarily use the prototypes in ``sinreq.quant.layers`` (and for ``regularizer``).
+
+    ``inplace=True`` quantizes activations in place (``ClampRoundSTEInplace``); use it only
+    for models whose replaced ReLUs were all ``inplace=True`` (the proposal records that flag
+    on each ``QuantAct``; this prototype cannot see it).
+    """
+    import functools
     import types
 
     from sinreq.quant import layers
 
     saved = layers.quantize_activation, layers.quantize_weight
     if activations:
-        layers.quantize_activation = quantize_activation
+        layers.quantize_activation = functools.partial(quantize_activation, inplace=inplace)
     if weights:
         layers.quantize_weight = quantize_weight
     if regularizer is not None:

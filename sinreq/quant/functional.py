@@ -23,7 +23,7 @@ Activations, ``b`` bits, ``n = 2^b - 1`` (replaces ReLU)::
     a_q = round(n clamp(a, 0, 1)) / n
     levels: j/n, j = 0..n.   gradient: 1 inside [0, 1], 0 outside.
 
-The clamp-round quantizers are custom autograd functions that save one boolean mask and do the
+The clamp-round quantizers are custom autograd functions that save one mask and do the
 arithmetic in place on a single temporary, so they cost one autograd node each.
 """
 
@@ -80,15 +80,24 @@ def activation_levels(bits: int) -> torch.Tensor:
 
 
 class _ClampRoundSTE(torch.autograd.Function):
-    """``round(n clamp(x, lo, hi)) / n`` with gradient 1 on [lo, hi] and 0 outside."""
+    """``round(n clamp(x, lo, hi)) / n`` with gradient 1 on [lo, hi] and 0 outside.
+
+    The in-range mask is ``clamp(x) == x`` (the same boolean as ``lo <= x <= hi``, NaN -> 0)
+    stored as a float tensor, so the backward is one multiply (a bool mask would be converted
+    to float on every backward). Runs in FP32 under CUDA autocast.
+    """
 
     @staticmethod
+    @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
     def forward(ctx, x: torch.Tensor, lo: float, hi: float, n: int) -> torch.Tensor:
-        inside = (x >= lo) & (x <= hi)
+        out = x.clamp(lo, hi)
+        inside = torch.empty_like(x)
+        torch.eq(out, x, out=inside)
         ctx.save_for_backward(inside)
-        return x.clamp(lo, hi).mul_(n).round_().div_(n)
+        return out.mul_(n).round_().div_(n)
 
     @staticmethod
+    @torch.amp.custom_bwd(device_type="cuda")
     def backward(ctx, grad: torch.Tensor):
         (inside,) = ctx.saved_tensors
         return grad * inside, None, None, None
