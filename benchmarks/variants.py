@@ -7,7 +7,7 @@ so even the sign of zero must agree) and benchmarks both, and ``install()`` swap
 
 Proposed changes (what each prototype does differently):
 
-``ClampRoundSTE`` (for ``sinreq/quant/functional.py: _ClampRoundSTE``)
+``ClampRoundSTE`` (ADOPTED: now ``sinreq/quant/functional.py: _ClampRoundSTE``)
     forward: ``out = x.clamp(lo, hi)``; the in-range mask is ``out == x`` (exactly the same
     boolean as ``(x >= lo) & (x <= hi)``, NaN included) written straight into a float32 tensor
     with ``torch.eq(..., out=)``; then ``out.mul_(n).round_().div_(n)``. That is 5 passes over
