@@ -5,7 +5,7 @@
 #
 #     bash benchmarks/gpu_check.sh
 #
-# For each configuration it builds the model and optimizer as `sinreq train` does (quantize_model
+# For each configuration it builds the model and optimizer as `sinreq train` does (build_training:
 # with first_last="quantize", SinReQ lambda 1, SGD momentum 0.9, weight decay 1e-4, the model in
 # channels_last on CUDA) and runs `sinreq.train._train_epoch`, the real training loop: channels_last
 # inputs, bf16 autocast around the forward (the quantizers compute in FP32 there, see
@@ -62,10 +62,7 @@ if device_name == "cuda" and not torch.cuda.is_available():
 
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
-from sinreq import models  # noqa: E402
-from sinreq.quant import quantize_model  # noqa: E402
-from sinreq.regularizers import build_regularizer  # noqa: E402
-from sinreq.train import TrainConfig, _train_epoch  # noqa: E402
+from sinreq.train import TrainConfig, _train_epoch, build_training  # noqa: E402
 
 device = torch.device(device_name)
 generator = torch.Generator().manual_seed(0)
@@ -113,21 +110,7 @@ def run(method: str, lam: float, preloaded: Preloaded) -> tuple[dict, dict]:
         epochs=1, batch_size=batch, lr=0.01, device=device_name,
     )  # fmt: skip
     torch.manual_seed(cfg.seed)
-    model = models.build(cfg.model, 10, cfg.width)
-    if cfg.method != "fp":
-        model = quantize_model(model, cfg.method, cfg.bits, cfg.act_bits, cfg.first_last)
-    model.to(device)
-    if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
-    regularizer = None
-    if cfg.lam > 0:
-        regularizer = build_regularizer(
-            cfg.regularizer, cfg.lam, domain=cfg.domain, schedule=cfg.schedule, epochs=cfg.epochs,
-            warmup_epochs=cfg.warmup_epochs, exclude_first_last=cfg.reg_exclude_first_last,
-        )  # fmt: skip
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-    )
+    model, regularizer, optimizer = build_training(cfg, 10, device)
     amp = cfg.amp and device.type == "cuda"
     _train_epoch(model, regularizer, loader(warm), optimizer, cfg, 0, device, amp)  # warm-up
     with_loader = _train_epoch(model, regularizer, loader(data), optimizer, cfg, 0, device, amp)

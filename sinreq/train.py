@@ -460,22 +460,12 @@ def _result_config(cfg: TrainConfig) -> dict[str, Any]:
     return cfg.model_dump(by_alias=True, mode="json")
 
 
-def train(cfg: TrainConfig) -> dict[str, Any]:
-    """Train (or resume, or return the finished result of) the run described by ``cfg``."""
-    from sinreq.data import build_splits, make_loaders
-
-    # Everything that can fail on bad input happens before anything is written.
-    device = resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed)
-    splits = build_splits(
-        cfg.dataset, cfg.data_dir, val_fraction=cfg.val_fraction, split_seed=0, classes=cfg.classes
-    )
-    train_loader, val_loader, test_loader = make_loaders(
-        splits, cfg.batch_size, seed=cfg.seed, workers=cfg.workers,
-        pin_memory=device.type == "cuda",
-    )  # fmt: skip
-    model = models.build(cfg.model, splits.num_classes, cfg.width)
+def build_training(
+    cfg: TrainConfig, num_classes: int, device: torch.device
+) -> tuple[nn.Module, Any, torch.optim.Optimizer]:
+    """The model (built, initialised from ``--init-from``, quantized, on ``device``), the
+    regularizer (None when lambda is 0) and the SGD optimizer that ``cfg`` describes."""
+    model = models.build(cfg.model, num_classes, cfg.width)
     if cfg.init_from:
         try:
             model.load_state_dict(load_model_state(cfg.init_from))
@@ -499,6 +489,25 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     optimizer = torch.optim.SGD(
         model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
     )
+    return model, regularizer, optimizer
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Train (or resume, or return the finished result of) the run described by ``cfg``."""
+    from sinreq.data import build_splits, make_loaders
+
+    # Everything that can fail on bad input happens before anything is written.
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    splits = build_splits(
+        cfg.dataset, cfg.data_dir, val_fraction=cfg.val_fraction, split_seed=0, classes=cfg.classes
+    )
+    train_loader, val_loader, test_loader = make_loaders(
+        splits, cfg.batch_size, seed=cfg.seed, workers=cfg.workers,
+        pin_memory=device.type == "cuda",
+    )  # fmt: skip
+    model, regularizer, optimizer = build_training(cfg, splits.num_classes, device)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg.lr_milestones, cfg.lr_gamma)
     amp = cfg.amp and device.type == "cuda"
     out = Path(cfg.out)
