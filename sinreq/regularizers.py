@@ -13,7 +13,9 @@ whose zeros sit exactly on the levels of layer ``l``'s quantizer:
 value ``tanh(w)/max|tanh(w)|`` (``domain="normalized"``, where DoReFa's grid really is); the two
 coincide for WRPN. Per layer the gradient has the closed form
 ``dR/dw = lambda (pi/step) sin(2 pi (w + s)/step) / N_l`` (latent domain), which is what the
-custom backward computes in one pass.
+custom backward computes. All regularized layers go through one autograd node whose element-wise
+passes run as ``torch._foreach_*`` over the list of weights, so the Python cost does not grow with
+depth.
 
 MSQE, the control, replaces ``sin^2`` by the squared distance to the nearest level of the (bounded)
 level set: ``mean (x - q(x))^2``.
@@ -44,31 +46,55 @@ def grid_period(method: str, bits: int) -> tuple[float, float]:
     return (2.0 / n, 1.0 / n) if method == "dorefa" else (1.0 / n, 0.0)
 
 
-class _Sin2Mean(torch.autograd.Function):
-    """``mean sin^2(pi (x + s)/step)`` computed as ``1/2 - mean cos(2 pi (x + s)/step) / 2``.
+class _Sin2MeanSum(torch.autograd.Function):
+    """``sum_l mean sin^2(pi (x_l + s_l)/step_l)`` over a list of tensors, as one autograd node.
 
-    Backward: ``grad (pi/step) sin(2 pi (x + s)/step) / N``. One temporary each way.
+    Forward per tensor: ``1/2 - mean cos(2 pi (x + s)/step) / 2`` (the cos identity, one pass);
+    backward per tensor: ``grad (pi/step) sin(2 pi (x + s)/step) / N``. Element-wise work runs
+    as ``torch._foreach_*`` ops over all tensors at once.
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, step: float, shift: float) -> torch.Tensor:
-        ctx.save_for_backward(x)
-        ctx.step, ctx.shift = step, shift
-        scale = 2 * math.pi / step
-        return 0.5 - 0.5 * x.mul(scale).add_(scale * shift).cos_().mean()
+    def forward(ctx, periods: tuple[tuple[float, float], ...], *xs: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(*xs)
+        ctx.periods = periods
+        cos = _foreach_phase(xs, periods)
+        torch._foreach_cos_(cos)
+        return (0.5 - 0.5 * torch.stack([c.mean() for c in cos])).sum()
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        (x,) = ctx.saved_tensors
-        scale = 2 * math.pi / ctx.step
-        factor = grad * (math.pi / ctx.step / x.numel())
-        return x.mul(scale).add_(scale * ctx.shift).sin_().mul_(factor), None, None
+        xs = ctx.saved_tensors
+        sin = _foreach_phase(xs, ctx.periods)
+        torch._foreach_sin_(sin)
+        scales = [
+            grad * (math.pi / step / x.numel())
+            for (step, _), x in zip(ctx.periods, xs, strict=True)
+        ]
+        torch._foreach_mul_(sin, scales)
+        return None, *sin
+
+
+def _foreach_phase(xs, periods) -> list[torch.Tensor]:
+    """``2 pi (x + s)/step`` for every tensor, computed as ``x * (2 pi/step) + (2 pi/step) s``."""
+    scales = [2 * math.pi / step for step, _ in periods]
+    phase = torch._foreach_mul(list(xs), scales)
+    torch._foreach_add_(
+        phase, [scale * shift for scale, (_, shift) in zip(scales, periods, strict=True)]
+    )
+    return phase
+
+
+def sin2_sum(xs: list[torch.Tensor], periods: list[tuple[float, float]]) -> torch.Tensor:
+    """``sum_l mean sin^2(pi (x_l + s_l)/step_l)`` for ``periods[l] = (step_l, s_l)``."""
+    if not xs:
+        return torch.zeros(())
+    return _Sin2MeanSum.apply(tuple(periods), *xs)
 
 
 def sin2(w: torch.Tensor, method: str, bits: int, domain: str = "latent") -> torch.Tensor:
     """SinReQ's per-layer term: ``mean sin^2(pi (x(w) + s)/step)`` (0 on levels, 1 halfway)."""
-    step, shift = grid_period(method, bits)
-    return _Sin2Mean.apply(weight_domain(w, method, domain), step, shift)
+    return sin2_sum([weight_domain(w, method, domain)], [grid_period(method, bits)])
 
 
 @torch.no_grad()
@@ -81,10 +107,13 @@ def nearest_level(x: torch.Tensor, method: str, bits: int) -> torch.Tensor:
     return (torch.round((x + shift) / step) * step - shift).clamp_(-1.0, 1.0)
 
 
+def _msqe(x: torch.Tensor, method: str, bits: int) -> torch.Tensor:
+    return (x - nearest_level(x, method, bits)).square().mean()
+
+
 def msqe(w: torch.Tensor, method: str, bits: int, domain: str = "latent") -> torch.Tensor:
     """Mean squared distance of ``x(w)`` to the nearest level of ``method``'s level set."""
-    x = weight_domain(w, method, domain)
-    return (x - nearest_level(x, method, bits)).square().mean()
+    return _msqe(weight_domain(w, method, domain), method, bits)
 
 
 class GridRegularizer:
@@ -125,7 +154,8 @@ class GridRegularizer:
         self.include, self.exclude = tuple(include), tuple(exclude)
         self.exclude_first_last = exclude_first_last
 
-    def penalty_fn(self, w: torch.Tensor, method: str, bits: int) -> torch.Tensor:
+    def penalty_sum(self, xs: list[torch.Tensor], methods_bits: list[tuple[str, int]]):
+        """The sum of per-layer penalties of weights ``xs`` (in the quantizer's coordinates)."""
         raise NotImplementedError
 
     def lambda_at(self, epoch: float | None) -> float:
@@ -150,8 +180,9 @@ class GridRegularizer:
 
     def penalty(self, model: nn.Module) -> torch.Tensor:
         """The unscaled sum of per-layer penalties (0 if no layer is regularized)."""
-        terms = [self.penalty_fn(m.weight, m.method, m.bits) for _, m in self.layers(model)]
-        return torch.stack(terms).sum() if terms else torch.zeros(())
+        layers = [m for _, m in self.layers(model)]
+        xs = [weight_domain(m.weight, m.method, self.domain) for m in layers]
+        return self.penalty_sum(xs, [(m.method, m.bits) for m in layers])
 
     def __call__(self, model: nn.Module, epoch: float | None = None) -> torch.Tensor:
         lam = self.lambda_at(epoch)
@@ -165,8 +196,8 @@ class SinReQ(GridRegularizer):
 
     name = "sinreq"
 
-    def penalty_fn(self, w: torch.Tensor, method: str, bits: int) -> torch.Tensor:
-        return sin2(w, method, bits, self.domain)
+    def penalty_sum(self, xs: list[torch.Tensor], methods_bits: list[tuple[str, int]]):
+        return sin2_sum(xs, [grid_period(method, bits) for method, bits in methods_bits])
 
 
 class MSQE(GridRegularizer):
@@ -174,8 +205,9 @@ class MSQE(GridRegularizer):
 
     name = "msqe"
 
-    def penalty_fn(self, w: torch.Tensor, method: str, bits: int) -> torch.Tensor:
-        return msqe(w, method, bits, self.domain)
+    def penalty_sum(self, xs: list[torch.Tensor], methods_bits: list[tuple[str, int]]):
+        terms = [_msqe(x, method, bits) for x, (method, bits) in zip(xs, methods_bits, strict=True)]
+        return torch.stack(terms).sum() if terms else torch.zeros(())
 
 
 def build_regularizer(name: str, lam: float, **kwargs) -> GridRegularizer:
@@ -197,4 +229,5 @@ __all__ = [
     "msqe",
     "nearest_level",
     "sin2",
+    "sin2_sum",
 ]

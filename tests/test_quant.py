@@ -270,6 +270,85 @@ def test_dorefa_gradient_is_that_of_tanh_over_max_surrogate(bits, std):
     )
 
 
+class _RoundIdentityGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return torch.round(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+def composed_dorefa(w: torch.Tensor, bits: int) -> torch.Tensor:
+    """DoReFa as a chain of plain torch ops; autograd differentiates everything but round."""
+    n = 2**bits - 1
+    t = torch.tanh(w)
+    u = t / (2 * t.abs().max().clamp_min(1e-12)) + 0.5
+    return (_RoundIdentityGrad.apply(u * n) * 2 - n) / n
+
+
+def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Same shape and the same bit pattern (the sign of zero and NaN payloads count)."""
+    view = torch.int64 if a.dtype == torch.float64 else torch.int32
+    return a.dtype == b.dtype and a.shape == b.shape and torch.equal(a.view(view), b.view(view))
+
+
+def dorefa_cases():
+    for dtype in (torch.float32, torch.float64):
+        for std in (0.01, 0.5, 1.0, 4.0):
+            yield randn((32, 16, 3, 3), std, seed=int(std * 100), dtype=dtype)
+        tie = randn((40,), 1.0, seed=7, dtype=dtype)
+        tie[:3] = torch.tensor([tie.abs().max(), -tie.abs().max(), -0.0])  # tied max, -0
+        yield tie
+        yield torch.zeros(10, dtype=dtype)
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4, 8])
+def test_dorefa_value_and_gradient_bit_identical_to_composed_autograd(bits):
+    """The one-node DoReFa function gives exactly what autograd gives for the plain chain."""
+    for w in dorefa_cases():
+        upstream = randn(w.shape, 1.0, seed=bits, dtype=w.dtype)
+        lib, ref = w.clone().requires_grad_(), w.clone().requires_grad_()
+        q_lib, q_ref = quantize_weight(lib, "dorefa", bits), composed_dorefa(ref, bits)
+        q_lib.backward(upstream)
+        q_ref.backward(upstream)
+        assert same_bits(q_lib.detach(), q_ref.detach())
+        assert same_bits(lib.grad, ref.grad), f"gradients differ for {w.dtype}, {w.shape}"
+
+
+def test_dorefa_weight_is_one_autograd_node_saving_one_tensor():
+    w = randn((8, 3, 3, 3), 1.0, seed=3).requires_grad_()
+    q = quantize_weight(w, "dorefa", 4)
+    assert q.grad_fn.next_functions[0][0].variable is w  # straight to the leaf
+    assert len(q.grad_fn.saved_tensors) == 1
+
+
+@pytest.mark.parametrize("bits", [2, 4, 8])
+def test_inplace_activation_quantizer_matches_out_of_place_exactly(bits):
+    x = randn((4, 8, 5, 5), 1.0, seed=bits)
+    x.view(-1)[:6] = torch.tensor([0.0, -0.0, 1.0, -1e-7, 1.0001, float("nan")])
+    upstream = randn(x.shape, 1.0, seed=bits + 1)
+    results = []
+    for inplace in (False, True):
+        leaf = x.clone().requires_grad_()
+        hidden = leaf * 1.0  # a non-leaf the quantizer may overwrite
+        out = quantize_activation(hidden, bits, inplace=inplace)
+        assert (out.data_ptr() == hidden.data_ptr()) is inplace
+        out.backward(upstream)
+        results.append((out.detach(), leaf.grad))
+    (v1, g1), (v2, g2) = results
+    assert same_bits(v1, v2) and same_bits(g1, g2)
+
+
+def test_inplace_activation_quantizer_refuses_to_overwrite_a_saved_tensor():
+    x = randn((50,), 1.0, seed=5).requires_grad_()
+    hidden = torch.sigmoid(x)  # sigmoid's backward needs its output
+    out = quantize_activation(hidden, 4, inplace=True)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        out.sum().backward()
+
+
 # ----------------------------------------------------------------------------------------------
 # 4. Property tests
 # ----------------------------------------------------------------------------------------------
@@ -469,8 +548,14 @@ class FunctionalReluNet(nn.Module):
             x = F.relu(x)
         elif self.kind == "torch.relu":
             x = torch.relu(x)
-        else:
+        elif self.kind == "x.relu()":
             x = x.relu()
+        elif self.kind == "F.relu(inplace=True)":
+            x = F.relu(x, inplace=True)
+        elif self.kind == "F.relu_":
+            x = F.relu_(x)
+        else:
+            x = x.relu_()
         x = self.fc2(x)
         return self.fc3(F.relu(x))
 
@@ -483,7 +568,10 @@ def _inputs_to(module: nn.Module, model: nn.Module, x: torch.Tensor) -> torch.Te
     return seen[0]
 
 
-@pytest.mark.parametrize("kind", ["F.relu", "torch.relu", "x.relu()"])
+INPLACE_KINDS = ["F.relu(inplace=True)", "F.relu_", "x.relu_()"]
+
+
+@pytest.mark.parametrize("kind", ["F.relu", "torch.relu", "x.relu()", *INPLACE_KINDS])
 @pytest.mark.parametrize("act_bits", [2, 3, 5])
 def test_functional_relu_is_quantized(kind, act_bits):
     torch.manual_seed(1)
@@ -499,6 +587,15 @@ def test_functional_relu_is_quantized(kind, act_bits):
     assert_on_levels(hidden3, ref_act_levels(act_bits))
     acts = [m for m in model.modules() if isinstance(m, QuantAct)]
     assert len(acts) == 2 and all(m.bits == act_bits for m in acts)
+
+
+def test_relu_inplace_flag_is_carried_to_quant_act():
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(inplace=True), nn.Linear(4, 4), nn.ReLU())
+    model = quantize_model(model, "dorefa", 4, act_bits=4)
+    assert (model[1].inplace, model[3].inplace) == (True, False)
+    functional = quantize_model(FunctionalReluNet("F.relu_"), "dorefa", 4, act_bits=4)
+    flags = [m.inplace for m in functional.modules() if isinstance(m, QuantAct)]
+    assert flags == [True, False]  # F.relu_(x) in place; the final F.relu(x) not
 
 
 def test_functional_relu_untouched_without_act_bits():

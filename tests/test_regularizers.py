@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from sinreq.quant import quantize_model
-from sinreq.regularizers import MSQE, SinReQ, build_regularizer, msqe, sin2
+from sinreq.regularizers import MSQE, SinReQ, build_regularizer, msqe, sin2, sin2_sum
 
 ALL_BITS = list(range(2, 9))
 METHODS = ["dorefa", "wrpn"]
@@ -247,6 +247,40 @@ def test_sinreq_gradient_float32_model(method):
         np.testing.assert_allclose(
             w.grad.numpy(), ref, rtol=1e-3, atol=1e-4 * np.abs(ref).max(), err_msg=name
         )
+
+
+def test_sin2_sum_over_layers_equals_the_sum_of_layer_terms():
+    ws = [torch.randn(s, dtype=torch.float64) for s in [(16, 3, 3, 3), (40,), (10, 20)]]
+    periods = [ref_step_shift("dorefa", 3), ref_step_shift("wrpn", 4), ref_step_shift("wrpn", 8)]
+    leaves = [w.clone().requires_grad_() for w in ws]
+    total = sin2_sum(leaves, periods)
+    total.backward(torch.tensor(2.5, dtype=torch.float64))
+    expected = sum(
+        ref_sin2(w.numpy(), m, b)
+        for w, (m, b) in zip(ws, [("dorefa", 3), ("wrpn", 4), ("wrpn", 8)], strict=True)
+    )
+    assert math.isclose(total.item(), expected, rel_tol=1e-12)
+    for w, leaf, (step, s) in zip(ws, leaves, periods, strict=True):
+        grad = 2.5 * (math.pi / step) * np.sin(2 * np.pi * (w.numpy() + s) / step) / w.numel()
+        np.testing.assert_allclose(leaf.grad.numpy(), grad, rtol=1e-10, atol=1e-14)
+    assert sin2_sum([], []).item() == 0.0
+
+
+@pytest.mark.parametrize("blocks", [1, 4, 12])
+def test_sinreq_graph_does_not_grow_with_depth(blocks):
+    """All layers go through one autograd node: the graph's size is the same at any depth."""
+    layers = [nn.Linear(8, 8) for _ in range(blocks)]
+    model = quantize_model(nn.Sequential(*layers), "wrpn", 4, first_last="quantize")
+    value = SinReQ(1.0)(model)
+
+    nodes, stack = set(), [value.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is not None and node not in nodes:
+            nodes.add(node)
+            stack.extend(fn for fn, _ in node.next_functions)
+    names = sorted(type(n).__name__ for n in nodes if type(n).__name__ != "AccumulateGrad")
+    assert names == ["MulBackward0", "_Sin2MeanSumBackward"]  # the fused sum, then * lambda
 
 
 def test_full_precision_layers_are_not_regularized():

@@ -23,8 +23,11 @@ Activations, ``b`` bits, ``n = 2^b - 1`` (replaces ReLU)::
     a_q = round(n clamp(a, 0, 1)) / n
     levels: j/n, j = 0..n.   gradient: 1 inside [0, 1], 0 outside.
 
-The clamp-round quantizers are custom autograd functions that save one mask and do the
-arithmetic in place on a single temporary, so they cost one autograd node each.
+Each quantizer is one custom autograd function (one node in the graph, not a chain of a dozen):
+the clamp-round ones save one float mask and do the arithmetic in place on a single temporary
+(or in the input's own storage for activations that replace an in-place ReLU); DoReFa saves
+``tanh(w)`` and replays in its backward the exact operations autograd would run for the composed
+formula, so values and gradients are bit-identical to the plain composition.
 """
 
 from __future__ import annotations
@@ -84,15 +87,22 @@ class _ClampRoundSTE(torch.autograd.Function):
 
     The in-range mask is ``clamp(x) == x`` (the same boolean as ``lo <= x <= hi``, NaN -> 0)
     stored as a float tensor, so the backward is one multiply (a bool mask would be converted
-    to float on every backward). Runs in FP32 under CUDA autocast.
+    to float on every backward). With ``inplace`` the result is written into ``x`` itself (for
+    inputs nobody else needs, which is what an ``nn.ReLU(inplace=True)`` promised; autograd's
+    version counter still raises if another node saved ``x``). Runs in FP32 under CUDA autocast.
     """
 
     @staticmethod
     @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
-    def forward(ctx, x: torch.Tensor, lo: float, hi: float, n: int) -> torch.Tensor:
-        out = x.clamp(lo, hi)
-        inside = torch.empty_like(x)
-        torch.eq(out, x, out=inside)
+    def forward(ctx, x: torch.Tensor, lo: float, hi: float, n: int, inplace: bool) -> torch.Tensor:
+        if inplace:
+            inside = torch.clamp(x, lo, hi).eq_(x)
+            ctx.mark_dirty(x)
+            out = x.clamp_(lo, hi)
+        else:
+            out = x.clamp(lo, hi)
+            inside = torch.empty_like(x)
+            torch.eq(out, x, out=inside)
         ctx.save_for_backward(inside)
         return out.mul_(n).round_().div_(n)
 
@@ -100,24 +110,56 @@ class _ClampRoundSTE(torch.autograd.Function):
     @torch.amp.custom_bwd(device_type="cuda")
     def backward(ctx, grad: torch.Tensor):
         (inside,) = ctx.saved_tensors
-        return grad * inside, None, None, None
+        return grad * inside, None, None, None, None
 
 
-class _RoundSTE(torch.autograd.Function):
-    """``round(x)`` with the identity as its gradient."""
+_MAX_FLOOR = 1e-12  # max|tanh w| is clamped to this, so an all-zero weight stays finite
+
+
+class _DoReFaWeightSTE(torch.autograd.Function):
+    """DoReFa's weight quantizer (module docstring) as one autograd node.
+
+    Forward, ``d = 2 max(max|t|, 1e-12)``: ``q = (2 round(n (t/d + 1/2)) - n) / n``, ``t = tanh w``.
+    Backward, round straight through, ``g_u = 2 g`` (``dq/du``), ``m = max|t|``::
+
+        dL/dt = g_u / d  -  [|t| = m] sgn(t) 2 sum(g_u t / d^2) / #{|t| = m}   (second term only
+                                                                              if m > 1e-12)
+        dL/dw = dL/dt (1 - t^2)
+
+    evaluated op for op as autograd does for the composed expression (``div``'s two gradients,
+    ``clamp_min``, ``max`` spreading its gradient evenly over ties, ``abs``, ``tanh``), so the
+    gradient is bit-identical to it. Saves ``t`` only; ``|t|`` and ``m`` are recomputed.
+    """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        return x.round()
+    @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
+    def forward(ctx, w: torch.Tensor, n: int) -> torch.Tensor:
+        t = torch.tanh(w)
+        d = t.abs().max().clamp_min(_MAX_FLOOR).mul(2)
+        ctx.save_for_backward(t)
+        ctx.n = n
+        return t.div(d).add_(0.5).mul_(n).round_().mul_(2).sub_(n).div_(n)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        return grad
+    @torch.amp.custom_bwd(device_type="cuda")
+    def backward(ctx, grad: torch.Tensor):
+        (t,) = ctx.saved_tensors
+        n = ctx.n
+        a = t.abs()
+        m = a.max()
+        d = m.clamp_min(_MAX_FLOOR).mul(2)
+        g_u = grad.div(n).mul_(2).mul_(n)  # through "/ n", "- n", "* 2", round, "* n", "+ 1/2"
+        g_t = g_u / d
+        g_d = (-g_u).mul_(t.div(d).div_(d)).sum()
+        g_m = torch.where(m > _MAX_FLOOR, g_d.mul(2), torch.zeros_like(g_d))
+        ties = (a == m).logical_or_(a.isnan().logical_and_(m.isnan()))
+        g_t.add_(ties.mul(g_m / ties.sum()).mul_(t.sgn()))
+        return torch.ops.aten.tanh_backward(g_t, t), None
 
 
 def _abs_max(t: torch.Tensor) -> torch.Tensor:
     """``max|t|`` over the whole tensor, kept away from 0 so an all-zero tensor stays finite."""
-    return t.abs().max().clamp_min(1e-12)
+    return t.abs().max().clamp_min(_MAX_FLOOR)
 
 
 def dorefa_normalize(w: torch.Tensor) -> torch.Tensor:
@@ -130,16 +172,18 @@ def quantize_weight(w: torch.Tensor, method: str, bits: int) -> torch.Tensor:
     """Fake-quantize a weight tensor with DoReFa or WRPN (formulas in the module docstring)."""
     n = weight_steps(method, bits)
     if method == "wrpn":
-        return _ClampRoundSTE.apply(w, -1.0, 1.0, n)
-    t = torch.tanh(w)
-    u = t / (2 * _abs_max(t)) + 0.5
-    return (_RoundSTE.apply(u * n) * 2 - n) / n
+        return _ClampRoundSTE.apply(w, -1.0, 1.0, n, False)
+    return _DoReFaWeightSTE.apply(w, n)
 
 
-def quantize_activation(x: torch.Tensor, bits: int) -> torch.Tensor:
-    """Fake-quantize activations: ``round(n clamp(x, 0, 1)) / n``, ``n = 2^b - 1``."""
+def quantize_activation(x: torch.Tensor, bits: int, inplace: bool = False) -> torch.Tensor:
+    """Fake-quantize activations: ``round(n clamp(x, 0, 1)) / n``, ``n = 2^b - 1``.
+
+    ``inplace=True`` overwrites ``x`` (only for inputs no other operation needs, like the
+    input of an in-place ReLU).
+    """
     n = 2 ** check_bits(bits, "act_bits") - 1
-    return _ClampRoundSTE.apply(x, 0.0, 1.0, n)
+    return _ClampRoundSTE.apply(x, 0.0, 1.0, n, inplace)
 
 
 def weight_domain(w: torch.Tensor, method: str, domain: str) -> torch.Tensor:

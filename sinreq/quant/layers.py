@@ -65,17 +65,24 @@ class QuantLinear(QuantWeight, nn.Linear):
 
 
 class QuantAct(nn.Module):
-    """Activation quantizer replacing ReLU: ``round(n clamp(x, 0, 1)) / n`` (ReLU if bits None)."""
+    """Activation quantizer replacing ReLU: ``round(n clamp(x, 0, 1)) / n`` (ReLU if bits None).
 
-    def __init__(self, bits: int | None) -> None:
+    ``inplace`` is copied from the replaced ``nn.ReLU``: the quantizer then overwrites its float32
+    input instead of allocating a new activation-sized tensor (other dtypes, e.g. bfloat16 under
+    CUDA autocast, are cast to float32 first, so they are never quantized in place).
+    """
+
+    def __init__(self, bits: int | None, inplace: bool = False) -> None:
         super().__init__()
-        self.bits = bits
+        self.bits, self.inplace = bits, inplace
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(x) if self.bits is None else quantize_activation(x, self.bits)
+        if self.bits is None:
+            return F.relu(x, inplace=self.inplace)
+        return quantize_activation(x, self.bits, self.inplace and x.dtype == torch.float32)
 
     def extra_repr(self) -> str:
-        return f"bits={self.bits}"
+        return f"bits={self.bits}, inplace={self.inplace}"
 
 
 _QUANTIZED_TYPES = {nn.Conv2d: QuantConv2d, nn.Linear: QuantLinear}
@@ -97,20 +104,30 @@ def _resolve(name: str, default: int | None, overrides: dict[str, int | None]) -
     return bits
 
 
+_RELU_FUNCTIONS = {F.relu: False, torch.relu: False, F.relu_: True, torch.relu_: True}
+_RELU_METHODS = {"relu": False, "relu_": True}
+
+
 def _replace_functional_relus(model: nn.Module, act_bits: int | None) -> nn.Module:
-    """Rewrite ``F.relu(x)``, ``torch.relu(x)``, ``x.relu()`` calls into QuantAct modules (fx)."""
+    """Rewrite ``F.relu(x)``, ``torch.relu(x)``, ``x.relu()`` calls (and their in-place forms)
+    into QuantAct modules (torch.fx); ``F.relu(x, inplace=True)`` gives an in-place QuantAct."""
     graph_module = torch.fx.symbolic_trace(model)
     found = 0
     for node in list(graph_module.graph.nodes):
-        is_call = node.op == "call_function" and node.target in (F.relu, torch.relu)
-        if is_call or (node.op == "call_method" and node.target == "relu"):
-            name = f"functional_relu_{found}"
-            graph_module.add_submodule(name, QuantAct(act_bits))
-            with graph_module.graph.inserting_after(node):
-                new = graph_module.graph.call_module(name, (node.args[0],))
-            node.replace_all_uses_with(new)
-            graph_module.graph.erase_node(node)
-            found += 1
+        if node.op == "call_function" and node.target in _RELU_FUNCTIONS:
+            inplace = _RELU_FUNCTIONS[node.target]
+        elif node.op == "call_method" and node.target in _RELU_METHODS:
+            inplace = _RELU_METHODS[node.target]
+        else:
+            continue
+        inplace = inplace or bool(node.kwargs.get("inplace", node.args[1:2] == (True,)))
+        name = f"functional_relu_{found}"
+        graph_module.add_submodule(name, QuantAct(act_bits, inplace))
+        with graph_module.graph.inserting_after(node):
+            new = graph_module.graph.call_module(name, (node.args[0],))
+        node.replace_all_uses_with(new)
+        graph_module.graph.erase_node(node)
+        found += 1
     if not found:
         return model
     graph_module.recompile()
@@ -158,7 +175,7 @@ def quantize_model(
                 default = edge_bits if full in edges else bits
                 new = _swap_weight_layer(child, method, _resolve(full, default, overrides))
             elif act_bits is not None and isinstance(child, nn.ReLU):
-                new = QuantAct(_resolve(full, act_bits, overrides))
+                new = QuantAct(_resolve(full, act_bits, overrides), child.inplace)
             elif isinstance(child, QuantAct):
                 child.bits = _resolve(full, act_bits, overrides)
                 continue
