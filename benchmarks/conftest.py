@@ -14,8 +14,6 @@ with a training job, with ``OMP_WAIT_POLICY=PASSIVE``). What is measured:
   configurations interleaved round by round (paired ratios, for the verdicts). The ``compile`` ones
   (``torch.compile``; about 70 s of compilation each) run only when asked for: ``-m compile``
   or ``SINREQ_BENCH_COMPILE=1``.
-- ``test_variants.py``: the faster prototypes of ``variants.py`` (bit-identity asserted first),
-  alone and in a whole ResNet-20 step.
 - ``test_regularizer.py``: the SinReQ penalty (value and gradient) alone.
 - ``test_loader.py``: data-loader throughput on ``digits`` and a generated CIFAR-10 set.
 - ``ratios.py``: ratios and PASS/FAIL against the speed targets from the JSON file.
@@ -179,11 +177,15 @@ def make_train_step(
     (set_to_none=True)``, ``backward``, ``SGD(momentum=0.9, weight_decay=1e-4).step()``. The
     learning rate is 0.01 instead of the default 0.1 so that hundreds of steps on one random
     batch stay finite (it does not change the work done). ``compile`` wraps the model in
-    ``torch.compile`` as ``sinreq train --compile`` does; the regularizer stays eager.
+    ``torch.compile`` as ``sinreq train --compile`` does (model and inputs in the memory format
+    of ``sinreq.train.memory_format``: NHWC when compiled); the regularizer stays eager.
     """
     from sinreq.regularizers import SinReQ
+    from sinreq.train import memory_format
 
-    model = build_model(network, method)
+    layout = memory_format(torch.device("cpu"), compile)
+    model = build_model(network, method).to(memory_format=layout)
+    x = x.contiguous(memory_format=layout)
     regularizer = SinReQ(1.0) if sinreq else None
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
     step_model = torch.compile(model) if compile else model
@@ -217,7 +219,7 @@ def label(method: str, sinreq: bool) -> str:
     return method + ("+sinreq" if sinreq else "")
 
 
-def record(benchmark, network: str, method: str, sinreq: bool, compiled: bool, variant: str):
+def record(benchmark, network: str, method: str, sinreq: bool, compiled: bool) -> None:
     """Tag a step benchmark for ``ratios.py`` (which reads ``extra_info``, not names)."""
     benchmark.extra_info.update(
         {
@@ -226,7 +228,6 @@ def record(benchmark, network: str, method: str, sinreq: bool, compiled: bool, v
             "method": method,
             "sinreq": sinreq,
             "compiled": compiled,
-            "variant": variant,
             "images": BATCH,
         }
     )

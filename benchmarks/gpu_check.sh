@@ -62,7 +62,7 @@ if device_name == "cuda" and not torch.cuda.is_available():
 
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
-from sinreq.train import TrainConfig, _train_epoch, build_training  # noqa: E402
+from sinreq.train import TrainConfig, _train_epoch, build_training, memory_format  # noqa: E402
 
 device = torch.device(device_name)
 generator = torch.Generator().manual_seed(0)
@@ -85,12 +85,12 @@ def loader(dataset):
 
 
 class Preloaded:
-    """The batches of a seeded shuffle, already on the device (channels_last on CUDA): what
-    ``_train_epoch`` needs of a loader (``generator``, ``len``, iteration), no loading cost."""
+    """The batches of a seeded shuffle, already on the device in the training memory format:
+    what ``_train_epoch`` needs of a loader (``generator``, ``len``, iteration), no loading."""
 
     def __init__(self, dataset) -> None:
         self.generator = torch.Generator().manual_seed(0)
-        fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+        fmt = memory_format(device, compile=False)
         self.batches = [
             (x.to(device).contiguous(memory_format=fmt), y.to(device)) for x, y in loader(dataset)
         ]

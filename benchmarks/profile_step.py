@@ -3,22 +3,20 @@
 Usage::
 
     .venv/bin/python benchmarks/profile_step.py [--network resnet20] [--steps 5]
-        [--config dorefa+sinreq] [--proposed]
+        [--config dorefa+sinreq]
 
 Profiles ``--steps`` training steps (after 3 warm-up steps) of the FP32 network and of
 ``--config`` (``dorefa``, ``dorefa+sinreq``, ``wrpn``, ``wrpn+sinreq``; W4A4, ``first_last=
 "quantize"``, the step of ``conftest.make_train_step``) with ``torch.profiler`` on the CPU, and
 prints per step: the wall time of each configuration, then the aten ops whose self CPU time
 differs most between the two (the ops only the quantized step runs show up with their whole
-time). ``--proposed`` profiles the quantized step with the prototypes of ``variants.py``.
-Threads: ``SINREQ_BENCH_THREADS`` (default 2). Per-op times include the profiler's own overhead
-(a few microseconds per op), which inflates configurations with many small ops a little.
+time). Threads: ``SINREQ_BENCH_THREADS`` (default 2). Per-op times include the profiler's own
+overhead (a few microseconds per op), which inflates configurations with many small ops a little.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import time
 from pathlib import Path
@@ -28,10 +26,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import conftest  # noqa: E402
-import variants  # noqa: E402
 
 
-def profile(network: str, config: str, steps: int, proposed: bool) -> tuple[dict, float]:
+def profile(network: str, config: str, steps: int) -> tuple[dict, float]:
     """{op name: (self CPU seconds per step, calls per step)} and the median step time."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
@@ -41,18 +38,14 @@ def profile(network: str, config: str, steps: int, proposed: bool) -> tuple[dict
     x = torch.randn(conftest.BATCH, 3, 32, 32, generator=generator)
     y = torch.randint(0, 10, (conftest.BATCH,), generator=generator)
     setup = conftest.make_train_step(network, method, reg == "sinreq", x, y)
-    swap = (
-        variants.install(setup.regularizer, inplace=True) if proposed else contextlib.nullcontext()
-    )
-    with swap:
-        for _ in range(3):
+    for _ in range(3):
+        setup.step()
+    times = []
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            start = time.perf_counter()
             setup.step()
-        times = []
-        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
-            for _ in range(steps):
-                start = time.perf_counter()
-                setup.step()
-                times.append(time.perf_counter() - start)
+            times.append(time.perf_counter() - start)
     ops = {
         e.key: (e.self_cpu_time_total / 1e6 / steps, e.count / steps)
         for e in prof.key_averages()
@@ -67,25 +60,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="dorefa+sinreq")
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--top", type=int, default=25)
-    parser.add_argument("--proposed", action="store_true", help="use the variants.py prototypes")
     args = parser.parse_args(argv)
     torch.set_num_threads(conftest.THREADS)
 
-    fp_ops, fp_time = profile(args.network, "fp", args.steps, False)
-    q_ops, q_time = profile(args.network, args.config, args.steps, args.proposed)
-    name = args.config + (" [proposed]" if args.proposed else "")
+    fp_ops, fp_time = profile(args.network, "fp", args.steps)
+    q_ops, q_time = profile(args.network, args.config, args.steps)
     print(
         f"{args.network}, batch {conftest.BATCH}, {torch.get_num_threads()} threads, "
         f"{args.steps} profiled steps"
     )
     print(
-        f"median step (under the profiler): FP32 {fp_time * 1e3:.1f} ms, {name} "
+        f"median step (under the profiler): FP32 {fp_time * 1e3:.1f} ms, {args.config} "
         f"{q_time * 1e3:.1f} ms, ratio {q_time / fp_time:.3f}x"
     )
     fp_total = sum(t for t, _ in fp_ops.values())
     q_total = sum(t for t, _ in q_ops.values())
     print(
-        f"self CPU per step: FP32 {fp_total * 1e3:.1f} ms, {name} {q_total * 1e3:.1f} ms, "
+        f"self CPU per step: FP32 {fp_total * 1e3:.1f} ms, {args.config} {q_total * 1e3:.1f} ms, "
         f"extra {(q_total - fp_total) * 1e3:+.1f} ms ({q_total / fp_total - 1:+.1%})\n"
     )
     rows = []
@@ -95,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((t_q - t_fp, op, t_fp, n_fp, t_q, n_q))
     rows.sort(key=lambda r: -abs(r[0]))
     print(
-        f"{'op':50s} {'FP32 ms':>9s} {'calls':>6s} {name + ' ms':>22s} {'calls':>6s} "
+        f"{'op':50s} {'FP32 ms':>9s} {'calls':>6s} {args.config + ' ms':>22s} {'calls':>6s} "
         f"{'extra ms':>9s} {'of FP32':>8s}"
     )
     for delta, op, t_fp, n_fp, t_q, n_q in rows[: args.top]:

@@ -16,15 +16,13 @@ All ratios use the medians of one run. When the run holds ``test_step_interleave
 configurations stepped in turn, every round), the eager ResNet-20 verdicts use its paired ratios
 (median over rounds of each step over the same round's FP32 step, or over the same round's step
 without SinReQ), which a changing machine load disturbs much less than ratios of benchmarks run
-one after the other; those are then printed as "(sequential)" without a verdict. Rows of
-``variant="proposed"`` (the prototypes of
-``variants.py``) are checked against the same targets and labelled as prototypes. The other
-network's ratios are printed without a verdict. Also printed: the regularizer and quantizer
-micro-benchmarks (each against the current implementation) and the loaders' images per second
-beside the ResNet-20 steps' (with ``workers=0`` the loader runs between steps, so its share of
-an epoch is ``(1/loader) / (1/loader + 1/step)``).
+one after the other; those are then printed as "(sequential)" without a verdict. The other
+network's ratios are printed without a verdict. Also printed: the regularizer micro-benchmark
+(the naive eager penalty against the current one) and the loaders' images per second beside the
+ResNet-20 steps' (with ``workers=0`` the loader runs between steps, so its share of an epoch is
+``(1/loader) / (1/loader + 1/step)``).
 
-Exit status 0; with ``--strict``, 1 when a checked target FAILs (prototype rows excluded).
+Exit status 0; with ``--strict``, 1 when a checked target FAILs.
 """
 
 from __future__ import annotations
@@ -51,7 +49,7 @@ def median(bench: dict) -> float:
 
 def step_key(bench: dict) -> tuple:
     e = bench["extra_info"]
-    return e["network"], e["method"], e["sinreq"], e["compiled"], e["variant"]
+    return e["network"], e["method"], e["sinreq"], e["compiled"]
 
 
 def fmt_ms(seconds: float) -> str:
@@ -74,11 +72,10 @@ def table(title: str, header: list[str], rows: list[list[str]]) -> None:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
 
 
-def config_name(method: str, sinreq: bool, compiled: bool, variant: str) -> str:
+def config_name(method: str, sinreq: bool, compiled: bool) -> str:
     name = {"fp": "FP32", "dorefa": "DoReFa W4A4", "wrpn": "WRPN W4A4"}[method]
     name += " + SinReQ" if sinreq else ""
     name += " (compiled)" if compiled else ""
-    name += " [proposed]" if variant == "proposed" else ""
     return name
 
 
@@ -108,17 +105,17 @@ def main(argv: list[str] | None = None) -> int:
     # ---- every step, against the FP32 step of the same network (and compile mode)
     rows = []
     order = {"fp": 0, "dorefa": 1, "wrpn": 2}
-    for key in sorted(steps, key=lambda k: (k[0], k[3], k[4] != "current", order[k[1]], k[2])):
-        network, method, sinreq, compiled, variant = key
+    for key in sorted(steps, key=lambda k: (k[0], k[3], order[k[1]], k[2])):
+        network, method, sinreq, compiled = key
         b = steps[key]
-        base = steps.get((network, "fp", False, compiled, "current"))
-        eager = steps.get((network, "fp", False, False, "current"))
+        base = steps.get((network, "fp", False, compiled))
+        eager = steps.get((network, "fp", False, False))
         ratio = f"{median(b) / median(base):.3f}x" if base else "n/a"
         vs_eager = f"{median(b) / median(eager):.3f}x" if eager and compiled else ""
         rows.append(
             [
                 network,
-                config_name(method, sinreq, compiled, variant),
+                config_name(method, sinreq, compiled),
                 fmt_ms(median(b)),
                 f"{b['stats']['iqr'] / median(b):.0%}",
                 f"{b['extra_info']['images'] / median(b):8.0f}",
@@ -159,11 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     # ---- targets
-    checks = []  # (what, value, limit, ok or None, counted)
+    checks = []  # (what, value, limit, ok or None for information only)
 
-    def step_ratio(network, method, sinreq, compiled, variant, base_compiled):
-        num = steps.get((network, method, sinreq, compiled, variant))
-        den = steps.get((network, "fp", False, base_compiled, "current"))
+    def step_ratio(network, method, sinreq, compiled, base_compiled):
+        num = steps.get((network, method, sinreq, compiled))
+        den = steps.get((network, "fp", False, base_compiled))
         return median(num) / median(den) if num and den else None
 
     for network in sorted({k[0] for k in steps}):
@@ -171,21 +168,17 @@ def main(argv: list[str] | None = None) -> int:
         # with interleaved steps, the eager verdicts come from them (below)
         eager_checked = checked and not inter
         source = " (sequential)" if checked and inter else ""
-        for variant in ("current", "proposed"):
-            r = step_ratio(network, "dorefa", True, False, variant, False)
-            if r is not None:
-                what = f"{network}: DoReFa W4A4 + SinReQ / FP32, eager{source}"
-                what += " [proposed]" if variant == "proposed" else ""
-                checks.append(
-                    (
-                        what,
-                        f"{r:.3f}x",
-                        f"<= {STEP_TARGET:.2f}x",
-                        r <= STEP_TARGET if eager_checked else None,
-                        variant == "current",
-                    )
+        r = step_ratio(network, "dorefa", True, False, False)
+        if r is not None:
+            checks.append(
+                (
+                    f"{network}: DoReFa W4A4 + SinReQ / FP32, eager{source}",
+                    f"{r:.3f}x",
+                    f"<= {STEP_TARGET:.2f}x",
+                    r <= STEP_TARGET if eager_checked else None,
                 )
-        r = step_ratio(network, "dorefa", True, True, "current", True)
+            )
+        r = step_ratio(network, "dorefa", True, True, True)
         if r is not None:
             checks.append(
                 (
@@ -193,10 +186,9 @@ def main(argv: list[str] | None = None) -> int:
                     f"{r:.3f}x",
                     f"<= {COMPILED_TARGET:.2f}x",
                     r <= COMPILED_TARGET if checked else None,
-                    True,
                 )
             )
-            r2 = step_ratio(network, "dorefa", True, True, "current", False)
+            r2 = step_ratio(network, "dorefa", True, True, False)
             if r2 is not None:
                 checks.append(
                     (
@@ -204,39 +196,31 @@ def main(argv: list[str] | None = None) -> int:
                         f"{r2:.3f}x",
                         "(info)",
                         None,
-                        False,
                     )
                 )
         for method in ("dorefa", "wrpn"):
-            for variant in ("current", "proposed"):
-                with_ = steps.get((network, method, True, False, variant))
-                without = steps.get((network, method, False, False, variant))
-                if not (with_ and without):
-                    continue
-                overhead = median(with_) / median(without) - 1
-                what = f"{network}: SinReQ overhead on the {method} W4A4 step{source}"
-                what += " [proposed]" if variant == "proposed" else ""
-                checks.append(
-                    (
-                        what,
-                        f"{overhead:+.1%}",
-                        f"<= {SINREQ_TARGET:.0%}",
-                        overhead <= SINREQ_TARGET if eager_checked else None,
-                        variant == "current",
-                    )
+            with_ = steps.get((network, method, True, False))
+            without = steps.get((network, method, False, False))
+            if not (with_ and without):
+                continue
+            overhead = median(with_) / median(without) - 1
+            checks.append(
+                (
+                    f"{network}: SinReQ overhead on the {method} W4A4 step{source}",
+                    f"{overhead:+.1%}",
+                    f"<= {SINREQ_TARGET:.0%}",
+                    overhead <= SINREQ_TARGET if eager_checked else None,
                 )
+            )
     for name, entry in inter.items():
-        proposed = name.endswith(" proposed")
-        tag = " [proposed]" if proposed else ""
-        if name.startswith("dorefa+sinreq"):
+        if name == "dorefa+sinreq":
             r = entry["vs_fp"]["median"]
             checks.append(
                 (
-                    f"{TARGET_NETWORK}: DoReFa W4A4 + SinReQ / FP32, eager (interleaved){tag}",
+                    f"{TARGET_NETWORK}: DoReFa W4A4 + SinReQ / FP32, eager (interleaved)",
                     paired(entry["vs_fp"]),
                     f"<= {STEP_TARGET:.2f}x",
                     r <= STEP_TARGET,
-                    not proposed,
                 )
             )
         if "vs_without_sinreq" in entry:
@@ -244,45 +228,41 @@ def main(argv: list[str] | None = None) -> int:
             method = name.split("+")[0]
             checks.append(
                 (
-                    f"{TARGET_NETWORK}: SinReQ overhead on the {method} W4A4 step "
-                    f"(interleaved){tag}",
+                    f"{TARGET_NETWORK}: SinReQ overhead on the {method} W4A4 step (interleaved)",
                     paired(entry["vs_without_sinreq"], minus_one=True),
                     f"<= {SINREQ_TARGET:.0%}",
                     overhead <= SINREQ_TARGET,
-                    not proposed,
                 )
             )
     rows = []
     failed = False
-    for what, value, limit, ok, counted in checks:
-        status = "info" if ok is None else verdict(ok)
-        if ok is not None and not counted:
-            status += " (prototype)"
-        failed |= ok is False and counted
-        rows.append([what, value, limit, status])
+    for what, value, limit, ok in checks:
+        failed |= ok is False
+        rows.append([what, value, limit, "info" if ok is None else verdict(ok)])
     table("Targets", ["check", "measured", "target", "verdict"], rows)
     if not any(k[3] for k in steps):
         print("(compiled steps not in this run: add -m compile or SINREQ_BENCH_COMPILE=1)")
 
-    # ---- micro-benchmarks against the current implementation
+    # ---- the regularizer alone, against the current implementation
+    groups: dict[str, list[dict]] = {}
+    for b in kinds.get("regularizer", []):
+        groups.setdefault(b["group"], []).append(b)
     rows = []
-    for kind in ("regularizer", "activation_quantizer", "weight_quantizer"):
-        groups: dict[str, list[dict]] = {}
-        for b in kinds.get(kind, []):
-            groups.setdefault(b["group"], []).append(b)
-        for group, members in sorted(groups.items()):
-            current = next((b for b in members if b["extra_info"]["impl"] == "current"), None)
-            for b in sorted(members, key=median):
-                ratio = f"{median(b) / median(current):.2f}x" if current else "n/a"
-                rows.append([group, b["extra_info"]["impl"], fmt_ms(median(b)), ratio])
+    for group, members in sorted(groups.items()):
+        current = next((b for b in members if b["extra_info"]["impl"] == "current"), None)
+        for b in sorted(members, key=median):
+            ratio = f"{median(b) / median(current):.2f}x" if current else "n/a"
+            rows.append([group, b["extra_info"]["impl"], fmt_ms(median(b)), ratio])
     table(
-        "Micro-benchmarks (forward + backward)", ["group", "impl", "median ms", "vs current"], rows
+        "SinReQ penalty alone (value + gradient)",
+        ["group", "impl", "median ms", "vs current"],
+        rows,
     )
 
     # ---- loaders against the step
     rows = []
-    fp = steps.get((TARGET_NETWORK, "fp", False, False, "current"))
-    quant = steps.get((TARGET_NETWORK, "dorefa", True, False, "current"))
+    fp = steps.get((TARGET_NETWORK, "fp", False, False))
+    quant = steps.get((TARGET_NETWORK, "dorefa", True, False))
     for b in kinds.get("loader", []):
         e = b["extra_info"]
         loader_ips = e["images"] / median(b)

@@ -36,7 +36,7 @@ CONFIGS = [
 def test_step(benchmark, train_step, network, method, sinreq):
     setup = train_step(network, method, sinreq)
     benchmark.group = f"step {network}"
-    record(benchmark, network, method, sinreq, False, "current")
+    record(benchmark, network, method, sinreq, False)
     base, warmup = STEP_ROUNDS[network]
     benchmark.pedantic(setup.step, rounds=rounds(base), warmup_rounds=warmup)
     add_throughput(benchmark)
@@ -50,7 +50,7 @@ COMPILED = [("fp", False), ("dorefa", True)]
 def test_step_compiled(benchmark, train_step, method, sinreq):
     setup = train_step("resnet20", method, sinreq, compile=True)
     benchmark.group = "step resnet20 compiled"
-    record(benchmark, "resnet20", method, sinreq, True, "current")
+    record(benchmark, "resnet20", method, sinreq, True)
     base, _ = STEP_ROUNDS["resnet20"]
     # the first warm-up step compiles the forward and backward graphs (about 70 s)
     benchmark.pedantic(setup.step, rounds=rounds(base), warmup_rounds=3)
@@ -66,23 +66,12 @@ def test_step_interleaved(benchmark, train_step):
     per configuration, the median step and the median over rounds of its ratio to the same
     round's FP32 step (and, for the SinReQ ones, to the same round's step without SinReQ).
     ``ratios.py`` prefers these paired ratios for its verdicts. The benchmark's own time (one
-    round of all configurations) means nothing by itself. Includes the ``variants.py``
-    prototypes (``proposed``).
+    round of all configurations) means nothing by itself.
     """
-    import contextlib
     import statistics
     import time
 
-    import variants
-
-    configs = {}
-    for method, sinreq in CONFIGS:
-        configs[label(method, sinreq)] = (train_step("resnet20", method, sinreq), False)
-    for sinreq in (False, True):
-        configs[label("dorefa", sinreq) + " proposed"] = (
-            train_step("resnet20", "dorefa", sinreq),
-            True,
-        )
+    configs = {label(m, s): train_step("resnet20", m, s) for m, s in CONFIGS}
     times = {name: [] for name in configs}
     order = list(configs)
     counter = [0]
@@ -91,16 +80,9 @@ def test_step_interleaved(benchmark, train_step):
         start = counter[0] % len(order)
         counter[0] += 1
         for name in order[start:] + order[:start]:
-            setup, proposed = configs[name]
-            swap = (
-                variants.install(setup.regularizer, inplace=True)
-                if proposed
-                else contextlib.nullcontext()
-            )
-            with swap:
-                begin = time.perf_counter()
-                setup.step()
-                times[name].append(time.perf_counter() - begin)
+            begin = time.perf_counter()
+            configs[name].step()
+            times[name].append(time.perf_counter() - begin)
 
     benchmark.group = "step resnet20 interleaved"
     benchmark.pedantic(one_round, rounds=rounds(20), warmup_rounds=1)

@@ -281,11 +281,15 @@ def configs_from_args(args: argparse.Namespace) -> tuple[list[TrainConfig], Path
 
 
 def provenance() -> dict[str, Any]:
-    """Git commit and dirty flag of the working directory, and the versions that matter."""
+    """Git commit and dirty flag of the checkout holding this package (None for an installed
+    copy outside any git repository), and the versions that matter."""
+    source = Path(__file__).resolve().parent
 
     def git(*cmd: str) -> str | None:
         try:
-            out = subprocess.run(["git", *cmd], capture_output=True, text=True, timeout=10)
+            out = subprocess.run(
+                ["git", *cmd], capture_output=True, text=True, timeout=10, cwd=source
+            )
         except (OSError, subprocess.TimeoutExpired):
             return None
         return out.stdout.strip() if out.returncode == 0 else None
@@ -351,15 +355,32 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def memory_format(device: torch.device, compile: bool) -> torch.memory_format:
+    """``channels_last`` (NHWC) on CUDA and under ``--compile``, else the default NCHW.
+
+    On CUDA NHWC feeds the tensor cores. On the CPU, inductor keeps NCHW tensors that the
+    quantizers' backward needs in NCHW and transposes them around its NHWC convolutions: measured
+    on ResNet-20 W4A4 + SinReQ (2 threads), compiled 1.12x the compiled FP32 step in NCHW, 1.03-
+    1.08x in NHWC. Eager CPU training stays NCHW (the eager quantizers' ratio to FP32 is lower).
+    """
+    use_nhwc = device.type == "cuda" or compile
+    return torch.channels_last if use_nhwc else torch.contiguous_format
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, device: torch.device, amp: bool = False) -> float:
-    """Top-1 accuracy in percent."""
+def evaluate(
+    model: nn.Module,
+    loader,
+    device: torch.device,
+    amp: bool = False,
+    layout: torch.memory_format = torch.contiguous_format,
+) -> float:
+    """Top-1 accuracy in percent (inputs in memory format ``layout``)."""
     model.eval()
     correct = total = 0
     for x, y in loader:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        if device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=layout)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             correct += (model(x).argmax(1) == y).sum().item()
         total += y.numel()
@@ -477,9 +498,7 @@ def build_training(
         model = quantize_model(
             model, cfg.method, cfg.bits, cfg.act_bits, cfg.first_last, cfg.overrides
         )
-    model.to(device)
-    if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
+    model.to(device, memory_format=memory_format(device, cfg.compile))
     regularizer = None
     if cfg.lam > 0:
         regularizer = build_regularizer(
@@ -547,8 +566,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                     step_model, regularizer, train_loader, optimizer, cfg, epoch, device, amp
                 )
                 scheduler.step()
-                row["val_acc"] = evaluate(step_model, val_loader, device, amp)
-                row["test_acc"] = evaluate(step_model, test_loader, device, amp)
+                layout = memory_format(device, cfg.compile)
+                row["val_acc"] = evaluate(step_model, val_loader, device, amp, layout)
+                row["test_acc"] = evaluate(step_model, test_loader, device, amp, layout)
                 row["epoch_wall_s"] = time.perf_counter() - epoch_start
                 history.append(row)
                 mlflow.log_metrics(row, step=epoch + 1)
@@ -628,6 +648,7 @@ def _train_epoch(
     from tqdm import tqdm
 
     model.train()
+    layout = memory_format(device, cfg.compile)
     loader.generator.manual_seed(cfg.seed * 1000 + epoch)  # order is a function of (seed, epoch)
     n_batches = len(loader)
     ce_sum = reg_sum = correct = seen = 0.0
@@ -638,8 +659,7 @@ def _train_epoch(
     )
     for i, (x, y) in enumerate(bar):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        if device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=layout)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             logits = model(x)
         ce = F.cross_entropy(logits.float(), y)
@@ -694,5 +714,7 @@ def _final_metrics(
     if cfg.method != "fp":
         metrics["near_level_frac"] = near_level_fraction(model, cfg.domain)
         with snapped_weights(model, cfg.domain):
-            metrics["hard_round_test_acc"] = evaluate(model, test_loader, device, amp)
+            metrics["hard_round_test_acc"] = evaluate(
+                model, test_loader, device, amp, memory_format(device, cfg.compile)
+            )
     return metrics

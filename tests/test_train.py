@@ -31,8 +31,11 @@ def empty_store(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _store(tmp_path, empty_store):
+def _store(tmp_path, empty_store, monkeypatch):
+    """A fresh MLflow store per test, and ``tmp_path`` as the working directory: the sqlite
+    store puts run artifacts under ``./mlruns``, which must not land in the checkout."""
     shutil.copy(empty_store, tmp_path / "mlflow.db")
+    monkeypatch.chdir(tmp_path)
 
 
 def _uri(tmp_path: Path) -> str:
