@@ -219,7 +219,7 @@ def label(method: str, sinreq: bool) -> str:
     return method + ("+sinreq" if sinreq else "")
 
 
-def record(benchmark, network: str, method: str, sinreq: bool, compiled: bool) -> None:
+def record(benchmark, network: str, method: str, sinreq: bool) -> None:
     """Tag a step benchmark for ``ratios.py`` (which reads ``extra_info``, not names)."""
     benchmark.extra_info.update(
         {
@@ -227,7 +227,6 @@ def record(benchmark, network: str, method: str, sinreq: bool, compiled: bool) -
             "network": network,
             "method": method,
             "sinreq": sinreq,
-            "compiled": compiled,
             "images": BATCH,
         }
     )

@@ -12,14 +12,14 @@ Targets (issue "Speed"; CPU, ResNet-20, batch 128, 32x32 inputs, 2 threads):
   over eager FP32 is printed too), only when the ``compile`` benchmarks were run;
 - SinReQ adds at most 3 % to a quantized step (DoReFa and WRPN, each with / without).
 
-All ratios use the medians of one run. When the run holds ``test_step_interleaved`` (ResNet-20's
-configurations stepped in turn, every round), the eager ResNet-20 verdicts use its paired ratios
-(median over rounds of each step over the same round's FP32 step, or over the same round's step
-without SinReQ), which a changing machine load disturbs much less than ratios of benchmarks run
-one after the other; those are then printed as "(sequential)" without a verdict. The other
-network's ratios are printed without a verdict. Also printed: the regularizer micro-benchmark
-(the naive eager penalty against the current one) and the loaders' images per second beside the
-ResNet-20 steps' (with ``workers=0`` the loader runs between steps, so its share of an epoch is
+The ResNet-20 verdicts use the paired ratios of ``test_step_interleaved`` (every round steps each
+configuration once; median over rounds of each step over the same round's FP32 step, or over
+the same round's step without SinReQ), which a changing machine load disturbs much less than
+ratios of benchmarks run one after the other. The sequential medians of ``test_step`` are
+printed beside them, and the other network's ratios, without a verdict. Also printed: the
+SinReQ penalty alone (value + gradient, against the naive eager formula) and its share of the
+quantized step, and the loaders' images per second beside the ResNet-20 steps' (with
+``workers=0`` the loader runs between steps, so its share of an epoch is
 ``(1/loader) / (1/loader + 1/step)``).
 
 Exit status 0; with ``--strict``, 1 when a checked target FAILs.
@@ -49,7 +49,7 @@ def median(bench: dict) -> float:
 
 def step_key(bench: dict) -> tuple:
     e = bench["extra_info"]
-    return e["network"], e["method"], e["sinreq"], e["compiled"]
+    return e["network"], e["method"], e["sinreq"]
 
 
 def fmt_ms(seconds: float) -> str:
@@ -72,11 +72,9 @@ def table(title: str, header: list[str], rows: list[list[str]]) -> None:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
 
 
-def config_name(method: str, sinreq: bool, compiled: bool) -> str:
+def config_name(method: str, sinreq: bool) -> str:
     name = {"fp": "FP32", "dorefa": "DoReFa W4A4", "wrpn": "WRPN W4A4"}[method]
-    name += " + SinReQ" if sinreq else ""
-    name += " (compiled)" if compiled else ""
-    return name
+    return name + (" + SinReQ" if sinreq else "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,35 +100,33 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("All ratios are of medians; 'spread' is the interquartile range over the median.")
 
-    # ---- every step, against the FP32 step of the same network (and compile mode)
+    # ---- every eager step, against the FP32 step of the same network (run one after the other)
     rows = []
     order = {"fp": 0, "dorefa": 1, "wrpn": 2}
-    for key in sorted(steps, key=lambda k: (k[0], k[3], order[k[1]], k[2])):
-        network, method, sinreq, compiled = key
+    for key in sorted(steps, key=lambda k: (k[0], order[k[1]], k[2])):
+        network, method, sinreq = key
         b = steps[key]
-        base = steps.get((network, "fp", False, compiled))
-        eager = steps.get((network, "fp", False, False))
-        ratio = f"{median(b) / median(base):.3f}x" if base else "n/a"
-        vs_eager = f"{median(b) / median(eager):.3f}x" if eager and compiled else ""
+        base = steps.get((network, "fp", False))
         rows.append(
             [
                 network,
-                config_name(method, sinreq, compiled),
+                config_name(method, sinreq),
                 fmt_ms(median(b)),
                 f"{b['stats']['iqr'] / median(b):.0%}",
                 f"{b['extra_info']['images'] / median(b):8.0f}",
-                ratio,
-                vs_eager,
+                f"{median(b) / median(base):.3f}x" if base else "n/a",
             ]
         )
     table(
-        "Training step (batch 128), ratio to the FP32 step of the same network",
-        ["network", "configuration", "median ms", "spread", "images/s", "vs FP32", "vs eager FP32"],
+        "Training step (batch 128, eager, sequential), ratio to the FP32 step of the same network",
+        ["network", "configuration", "median ms", "spread", "images/s", "vs FP32"],
         rows,
     )
 
     # ---- the interleaved ResNet-20 steps (paired ratios, steadier on a busy machine)
-    inter = next((b["extra_info"]["interleaved"] for b in kinds.get("step_interleaved", [])), {})
+    inter = {}
+    for b in kinds.get("step_interleaved", []):
+        inter.update(b["extra_info"]["interleaved"])
 
     def paired(q: dict, minus_one: bool = False) -> str:
         if minus_one:
@@ -140,67 +136,45 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name, entry in inter.items():
         without = entry.get("vs_without_sinreq")
+        eager = entry.get("vs_eager_fp")
         rows.append(
             [
                 name,
                 fmt_ms(entry["median_s"]),
                 paired(entry["vs_fp"]),
+                paired(eager) if eager else "",
                 paired(without, minus_one=True) if without else "",
             ]
         )
     table(
         f"{TARGET_NETWORK} steps interleaved (every round steps each configuration once): "
         "median over rounds of the ratio to the same round's step [quartiles]",
-        ["configuration", "median ms", "vs FP32 (paired)", "SinReQ overhead (paired)"],
+        ["configuration", "median ms", "vs FP32 same mode", "vs eager FP32", "SinReQ overhead"],
         rows,
     )
 
     # ---- targets
     checks = []  # (what, value, limit, ok or None for information only)
-
-    def step_ratio(network, method, sinreq, compiled, base_compiled):
-        num = steps.get((network, method, sinreq, compiled))
-        den = steps.get((network, "fp", False, base_compiled))
-        return median(num) / median(den) if num and den else None
-
     for network in sorted({k[0] for k in steps}):
-        checked = network == TARGET_NETWORK
-        # with interleaved steps, the eager verdicts come from them (below)
-        eager_checked = checked and not inter
-        source = " (sequential)" if checked and inter else ""
-        r = step_ratio(network, "dorefa", True, False, False)
-        if r is not None:
+        checked = network == TARGET_NETWORK and not inter
+        source = " (sequential)" if network == TARGET_NETWORK else ""
+        quant, fp = (
+            steps.get((network, "dorefa", True)),
+            steps.get((network, "fp", False)),
+        )
+        if quant and fp:
+            r = median(quant) / median(fp)
             checks.append(
                 (
                     f"{network}: DoReFa W4A4 + SinReQ / FP32, eager{source}",
                     f"{r:.3f}x",
                     f"<= {STEP_TARGET:.2f}x",
-                    r <= STEP_TARGET if eager_checked else None,
+                    r <= STEP_TARGET if checked else None,
                 )
             )
-        r = step_ratio(network, "dorefa", True, True, True)
-        if r is not None:
-            checks.append(
-                (
-                    f"{network}: DoReFa W4A4 + SinReQ / FP32, both compiled",
-                    f"{r:.3f}x",
-                    f"<= {COMPILED_TARGET:.2f}x",
-                    r <= COMPILED_TARGET if checked else None,
-                )
-            )
-            r2 = step_ratio(network, "dorefa", True, True, False)
-            if r2 is not None:
-                checks.append(
-                    (
-                        f"{network}: DoReFa W4A4 + SinReQ compiled / FP32 eager",
-                        f"{r2:.3f}x",
-                        "(info)",
-                        None,
-                    )
-                )
         for method in ("dorefa", "wrpn"):
-            with_ = steps.get((network, method, True, False))
-            without = steps.get((network, method, False, False))
+            with_ = steps.get((network, method, True))
+            without = steps.get((network, method, False))
             if not (with_ and without):
                 continue
             overhead = median(with_) / median(without) - 1
@@ -209,23 +183,33 @@ def main(argv: list[str] | None = None) -> int:
                     f"{network}: SinReQ overhead on the {method} W4A4 step{source}",
                     f"{overhead:+.1%}",
                     f"<= {SINREQ_TARGET:.0%}",
-                    overhead <= SINREQ_TARGET if eager_checked else None,
+                    overhead <= SINREQ_TARGET if checked else None,
                 )
             )
     for name, entry in inter.items():
-        if name == "dorefa+sinreq":
-            r = entry["vs_fp"]["median"]
+        method = name.split("+")[0].split()[0]
+        mode = "compiled" if entry["compiled"] else "eager"
+        limit = COMPILED_TARGET if entry["compiled"] else STEP_TARGET
+        if name.startswith("dorefa+sinreq"):
             checks.append(
                 (
-                    f"{TARGET_NETWORK}: DoReFa W4A4 + SinReQ / FP32, eager (interleaved)",
+                    f"{TARGET_NETWORK}: DoReFa W4A4 + SinReQ / FP32, {mode} (interleaved)",
                     paired(entry["vs_fp"]),
-                    f"<= {STEP_TARGET:.2f}x",
-                    r <= STEP_TARGET,
+                    f"<= {limit:.2f}x",
+                    entry["vs_fp"]["median"] <= limit,
+                )
+            )
+        if "vs_eager_fp" in entry and name.startswith("dorefa+sinreq"):
+            checks.append(
+                (
+                    f"{TARGET_NETWORK}: DoReFa W4A4 + SinReQ compiled / FP32 eager",
+                    paired(entry["vs_eager_fp"]),
+                    "(info)",
+                    None,
                 )
             )
         if "vs_without_sinreq" in entry:
             overhead = entry["vs_without_sinreq"]["median"] - 1
-            method = name.split("+")[0]
             checks.append(
                 (
                     f"{TARGET_NETWORK}: SinReQ overhead on the {method} W4A4 step (interleaved)",
@@ -234,13 +218,31 @@ def main(argv: list[str] | None = None) -> int:
                     overhead <= SINREQ_TARGET,
                 )
             )
+    penalty = next(
+        (
+            b
+            for b in kinds.get("regularizer", [])
+            if b["extra_info"]["impl"] == "current" and TARGET_NETWORK in b["group"]
+        ),
+        None,
+    )
+    quant = steps.get((TARGET_NETWORK, "dorefa", False))
+    if penalty and quant:
+        checks.append(
+            (
+                f"{TARGET_NETWORK}: SinReQ penalty alone / DoReFa W4A4 step (sequential)",
+                f"{median(penalty) / median(quant):+.1%}",
+                f"<= {SINREQ_TARGET:.0%}",
+                None,
+            )
+        )
     rows = []
     failed = False
     for what, value, limit, ok in checks:
         failed |= ok is False
         rows.append([what, value, limit, "info" if ok is None else verdict(ok)])
     table("Targets", ["check", "measured", "target", "verdict"], rows)
-    if not any(k[3] for k in steps):
+    if not any(entry["compiled"] for entry in inter.values()):
         print("(compiled steps not in this run: add -m compile or SINREQ_BENCH_COMPILE=1)")
 
     # ---- the regularizer alone, against the current implementation
@@ -261,8 +263,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # ---- loaders against the step
     rows = []
-    fp = steps.get((TARGET_NETWORK, "fp", False, False))
-    quant = steps.get((TARGET_NETWORK, "dorefa", True, False))
+    fp = steps.get((TARGET_NETWORK, "fp", False))
+    quant = steps.get((TARGET_NETWORK, "dorefa", True))
     for b in kinds.get("loader", []):
         e = b["extra_info"]
         loader_ips = e["images"] / median(b)
