@@ -435,7 +435,9 @@ def plot_weights(model: nn.Module, path: Path, title: str) -> None:
         groups.setdefault((layer.method, layer.bits), []).append(x.flatten())
     fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 3), squeeze=False)
     for ax, ((method, bits), xs) in zip(axes.flat, sorted(groups.items()), strict=True):
-        ax.hist(torch.cat(xs).numpy(), bins=201, range=(-1.1, 1.1), color="tab:blue")
+        counts = torch.histc(torch.cat(xs), bins=201, min=-1.1, max=1.1)
+        edges = torch.linspace(-1.1, 1.1, 202)
+        ax.stairs(counts.numpy(), edges.numpy(), fill=True, color="tab:blue")  # one artist
         ax.vlines(
             weight_levels(method, bits).numpy(),
             0,

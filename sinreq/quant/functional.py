@@ -132,6 +132,11 @@ class _ClampRoundSTE(torch.autograd.Function):
 _MAX_FLOOR = 1e-12  # max|tanh w| is clamped to this, so an all-zero weight stays finite
 
 
+def _abs_max(t: torch.Tensor) -> torch.Tensor:
+    """``max|t|`` over the whole tensor, kept away from 0 so an all-zero tensor stays finite."""
+    return t.abs().max().clamp_min(_MAX_FLOOR)
+
+
 class _DoReFaWeightSTE(torch.autograd.Function):
     """DoReFa's weight quantizer (module docstring) as one autograd node.
 
@@ -151,7 +156,7 @@ class _DoReFaWeightSTE(torch.autograd.Function):
     @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
     def forward(ctx, w: torch.Tensor, n: int) -> torch.Tensor:
         t = torch.tanh(w)
-        d = t.abs().max().clamp_min(_MAX_FLOOR).mul(2)
+        d = _abs_max(t).mul(2)
         ctx.save_for_backward(t)
         ctx.n = n
         return t.div(d).add_(0.5).mul_(n).round_().mul_(2).sub_(n).div_(n)
@@ -171,11 +176,6 @@ class _DoReFaWeightSTE(torch.autograd.Function):
         ties = (a == m).logical_or_(a.isnan().logical_and_(m.isnan()))
         g_t.add_(ties.mul(g_m / ties.sum()).mul_(t.sgn()))
         return torch.ops.aten.tanh_backward(g_t, t), None
-
-
-def _abs_max(t: torch.Tensor) -> torch.Tensor:
-    """``max|t|`` over the whole tensor, kept away from 0 so an all-zero tensor stays finite."""
-    return t.abs().max().clamp_min(_MAX_FLOOR)
 
 
 def dorefa_normalize(w: torch.Tensor) -> torch.Tensor:
