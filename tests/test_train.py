@@ -415,3 +415,19 @@ def test_sigkill_after_first_checkpoint_then_resume_gives_identical_metrics(tmp_
     # the resumed run continued the same MLflow run: one run per output folder
     runs = _runs(_uri(tmp_path))
     assert len(runs) == 2 and set(runs["status"]) == {"FINISHED"}
+
+
+@pytest.mark.parametrize("compile_", [False, True])
+def test_compile_trains_in_channels_last(tmp_path, compile_):
+    """``--compile`` builds the model in NHWC (inductor then needs no NCHW copies for the
+    quantizers' backward); eager CPU training stays NCHW."""
+    from sinreq.train import TrainConfig, build_training
+
+    cfg = TrainConfig(
+        model="resnet20", method="dorefa", bits=4, act_bits=4, out=str(tmp_path), compile=compile_
+    )
+    model, _, _ = build_training(cfg, 10, torch.device("cpu"))
+    convs = [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    nhwc = [w.is_contiguous(memory_format=torch.channels_last) for w in convs]
+    nchw = [w.is_contiguous() for w in convs if w.shape[2:] != (1, 1)]
+    assert all(nhwc) if compile_ else all(nchw) and not all(nhwc)
