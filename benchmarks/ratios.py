@@ -159,67 +159,54 @@ def main(argv: list[str] | None = None) -> int:
 
     # ---- targets
     checks = []  # (what, value, limit, ok or None for information only)
+
+    def check(what: str, value: str, limit: str, ok: bool | None = None) -> None:
+        checks.append((what, value, limit, ok))
+
     for network in sorted({k[0] for k in steps}):
         checked = network == TARGET_NETWORK and not inter
         source = " (sequential)" if network == TARGET_NETWORK else ""
-        quant, fp = (
-            steps.get((network, "dorefa", True)),
-            steps.get((network, "fp", False)),
-        )
+        quant, fp = steps.get((network, "dorefa", True)), steps.get((network, "fp", False))
         if quant and fp:
             r = median(quant) / median(fp)
-            checks.append(
-                (
-                    f"{network}: DoReFa W4A4 + SinReQ / FP32, eager{source}",
-                    f"{r:.3f}x",
-                    f"<= {STEP_TARGET:.2f}x",
-                    r <= STEP_TARGET if checked else None,
-                )
+            check(
+                f"{network}: DoReFa W4A4 + SinReQ / FP32, eager{source}",
+                f"{r:.3f}x",
+                f"<= {STEP_TARGET:.2f}x",
+                r <= STEP_TARGET if checked else None,
             )
         for method in ("dorefa", "wrpn"):
             with_ = steps.get((network, method, True))
             without = steps.get((network, method, False))
-            if not (with_ and without):
-                continue
-            overhead = median(with_) / median(without) - 1
-            checks.append(
-                (
+            if with_ and without:  # information only, like the paired difference below
+                check(
                     f"{network}: SinReQ overhead on the {method} W4A4 step{source}",
-                    f"{overhead:+.1%}",
+                    f"{median(with_) / median(without) - 1:+.1%}",
                     f"<= {SINREQ_TARGET:.0%}",
-                    overhead <= SINREQ_TARGET if checked else None,
                 )
-            )
     for name, entry in inter.items():
-        method = name.split("+")[0].split()[0]
-        mode = "compiled" if entry["compiled"] else "eager"
-        limit = COMPILED_TARGET if entry["compiled"] else STEP_TARGET
         if name.startswith("dorefa+sinreq"):
-            checks.append(
-                (
-                    f"{TARGET_NETWORK}: DoReFa W4A4 + SinReQ / FP32, {mode} (interleaved)",
-                    paired(entry["vs_fp"]),
-                    f"<= {limit:.2f}x",
-                    entry["vs_fp"]["median"] <= limit,
-                )
+            mode, limit = (
+                ("compiled", COMPILED_TARGET) if entry["compiled"] else ("eager", STEP_TARGET)
             )
-        if "vs_eager_fp" in entry and name.startswith("dorefa+sinreq"):
-            checks.append(
-                (
+            check(
+                f"{TARGET_NETWORK}: DoReFa W4A4 + SinReQ / FP32, {mode} (interleaved)",
+                paired(entry["vs_fp"]),
+                f"<= {limit:.2f}x",
+                entry["vs_fp"]["median"] <= limit,
+            )
+            if "vs_eager_fp" in entry:
+                check(
                     f"{TARGET_NETWORK}: DoReFa W4A4 + SinReQ compiled / FP32 eager",
                     paired(entry["vs_eager_fp"]),
                     "(info)",
-                    None,
                 )
-            )
-        if "vs_without_sinreq" in entry:
-            checks.append(
-                (
-                    f"{TARGET_NETWORK}: SinReQ overhead on the {method} W4A4 step (interleaved)",
-                    paired(entry["vs_without_sinreq"], minus_one=True),
-                    f"<= {SINREQ_TARGET:.0%}",
-                    None,  # the step-to-step scatter (quartiles) is wider than the target
-                )
+        if "vs_without_sinreq" in entry:  # step-to-step scatter is wider than the target: info
+            check(
+                f"{TARGET_NETWORK}: SinReQ overhead on the {name.split('+')[0]} W4A4 step "
+                "(interleaved)",
+                paired(entry["vs_without_sinreq"], minus_one=True),
+                f"<= {SINREQ_TARGET:.0%}",
             )
     penalty = next(
         (
@@ -232,13 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     quant = steps.get((TARGET_NETWORK, "dorefa", False))
     if penalty and quant:
         share = median(penalty) / median(quant)
-        checks.append(
-            (
-                f"{TARGET_NETWORK}: SinReQ penalty (value + gradient) / DoReFa W4A4 step",
-                f"{share:+.1%}",
-                f"<= {SINREQ_TARGET:.0%}",
-                share <= SINREQ_TARGET,
-            )
+        check(
+            f"{TARGET_NETWORK}: SinReQ penalty (value + gradient) / DoReFa W4A4 step",
+            f"{share:+.1%}",
+            f"<= {SINREQ_TARGET:.0%}",
+            share <= SINREQ_TARGET,
         )
     rows = []
     failed = False

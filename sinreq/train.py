@@ -531,6 +531,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     model, regularizer, optimizer = build_training(cfg, splits.num_classes, device)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg.lr_milestones, cfg.lr_gamma)
     amp = cfg.amp and device.type == "cuda"
+    layout = memory_format(device, cfg.compile)
     out = Path(cfg.out)
     ckpt = _check_resumable(out, cfg)
     if ckpt is not None and ckpt["epoch"] >= cfg.epochs and (out / "metrics.json").exists():
@@ -568,7 +569,6 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                     step_model, regularizer, train_loader, optimizer, cfg, epoch, device, amp
                 )
                 scheduler.step()
-                layout = memory_format(device, cfg.compile)
                 row["val_acc"] = evaluate(step_model, val_loader, device, amp, layout)
                 row["test_acc"] = evaluate(step_model, test_loader, device, amp, layout)
                 row["epoch_wall_s"] = time.perf_counter() - epoch_start
