@@ -16,14 +16,14 @@ from pathlib import Path
 def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from sinreq.train import configs_from_args, train_all
 
-    train_all(*configs_from_args(args))
+    train_all(configs_from_args(args))
     return 0
 
 
 def _download(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from sinreq.data import download
 
-    print(download(args.name, args.root))
+    print(download(args.name, args.root, source=args.source))
     return 0
 
 
@@ -33,6 +33,7 @@ def _report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     report_command(
         runs=[Path(p) for p in args.runs], out=Path(args.out),
         tracking_uri=args.tracking_uri, experiment=args.experiment,
+        reference=Path(args.reference) if args.reference else None,
     )  # fmt: skip
     return 0
 
@@ -54,13 +55,23 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=_train)
 
     download = sub.add_parser("download", help="download and verify a dataset")
-    download.add_argument("name", help="dataset name (cifar10, svhn; digits is embedded)")
+    download.add_argument(
+        "name", help="dataset name (cifar10, svhn, fashion_mnist; digits is embedded)"
+    )
     download.add_argument("--root", default="data", help="folder to put the dataset in")
+    download.add_argument(
+        "--from",
+        dest="source",
+        default=None,
+        help="fashion_mnist only: import the four IDX .gz files from this folder "
+        "(default: /usr/share/datasets/fashion-mnist if installed, else download)",
+    )
     download.set_defaults(func=_download)
 
     report = sub.add_parser("report", help="results, gap-closure tables and plots from runs")
     report.add_argument("runs", nargs="+", help="run folders (each with config.json, metrics.json)")
     report.add_argument("--out", default="reports", help="output folder")
+    report.add_argument("--reference", help="reference YAML whose paper claims the summary shows")
     report.add_argument("--tracking-uri", default="sqlite:///mlflow.db", help="MLflow store")
     report.add_argument("--experiment", default="sinreq", help="MLflow experiment")
     report.set_defaults(func=_report)

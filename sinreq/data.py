@@ -1,6 +1,6 @@
 """Datasets for the SinReQ reproduction: train / validation / test splits and their loaders.
 
-Four datasets are known (:data:`DATASETS`):
+Five datasets are known (:data:`DATASETS`):
 
 ``digits``
     scikit-learn's bundled 8x8 handwritten digits (1,797 real images, no files needed), upscaled
@@ -9,13 +9,21 @@ Four datasets are known (:data:`DATASETS`):
     torchvision's CIFAR-10 python format in ``ROOT/cifar-10-batches-py/``.
 ``svhn``
     torchvision's SVHN format: ``ROOT/train_32x32.mat`` and ``ROOT/test_32x32.mat``.
+``fashion_mnist``
+    Fashion-MNIST (70,000 28x28 grayscale images, 60,000 train / 10,000 test, 10 classes) in
+    torchvision's layout: the four decompressed IDX files in ``ROOT/FashionMNIST/raw/``. The
+    images are zero-padded to 32x32 (2 pixels on each side) and repeated into 3 channels, so
+    that the paper's 32x32 RGB networks run on them unchanged; they are never augmented.
 ``imagenet``
     a user-supplied ImageFolder tree ``ROOT/train/<class>/*.JPEG`` and ``ROOT/val/<class>/*.JPEG``.
 
 The real CIFAR-10 and SVHN files are always checked against the MD5 sums that torchvision
 publishes (on ``torchvision.datasets.CIFAR10`` and ``torchvision.datasets.SVHN``) before they are
-read; ``sinreq download NAME --root DIR`` fetches them. Validation is always a seeded hold-out of
-the training data, so that model selection never sees the test split.
+read, the Fashion-MNIST files against the MD5 sums of upstream's decompressed files
+(:data:`_FASHION_MD5`); ``sinreq download NAME --root DIR`` fetches them. Fashion-MNIST can also
+be imported from a folder of its four ``.gz`` files (``--from DIR``), e.g. Debian's package
+``dataset-fashion-mnist``, which is used by default when installed. Validation is always a
+seeded hold-out of the training data, so that model selection never sees the test split.
 
 Every problem the user can fix (unknown name, missing or corrupt files, failed download) is
 raised as a :class:`DatasetError` with a one-line message that says what to do.
@@ -31,11 +39,29 @@ from typing import NamedTuple
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-DATASETS: tuple[str, ...] = ("digits", "cifar10", "svhn", "imagenet")
+DATASETS: tuple[str, ...] = ("digits", "cifar10", "svhn", "fashion_mnist", "imagenet")
 
-_TITLES = {"digits": "digits", "cifar10": "CIFAR-10", "svhn": "SVHN", "imagenet": "ImageNet"}
+_TITLES = {
+    "digits": "digits",
+    "cifar10": "CIFAR-10",
+    "svhn": "SVHN",
+    "fashion_mnist": "Fashion-MNIST",
+    "imagenet": "ImageNet",
+}
 _CIFAR_FOLDER = "cifar-10-batches-py"
 _SVHN_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat"}
+# torchvision.datasets.FashionMNIST reads the decompressed IDX files from ROOT/FashionMNIST/raw.
+_FASHION_FOLDER = Path("FashionMNIST") / "raw"
+# MD5 of the decompressed IDX files, byte-identical upstream and in Debian. Debian recompressed
+# the .gz files, so the .gz MD5s that torchvision publishes do not fit its copies.
+_FASHION_MD5 = {
+    "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+    "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+    "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+    "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
+}
+# Where `apt-get install dataset-fashion-mnist` puts the four .gz files.
+_FASHION_DEBIAN = Path("/usr/share/datasets/fashion-mnist")
 _IMAGENET_ARCHIVES = (
     "ILSVRC2012_img_train.tar",
     "ILSVRC2012_img_val.tar",
@@ -144,7 +170,7 @@ def build_splits(
             moves: it is the dataset's own test set, or for digits a fixed 20 % of the images.
         augment: apply the training augmentation (CIFAR-10: random crop with padding 4 and
             horizontal flip; ImageNet: random resized crop and flip) to the train split.
-            Validation and test are never augmented; digits and SVHN are never augmented.
+            Validation and test are never augmented; digits, SVHN and Fashion-MNIST never are.
         classes: keep only the first ``classes`` classes (by sorted class name; for the
             built-in datasets the class names sort as their labels). The authors used a
             100-class ImageNet subset.
@@ -169,6 +195,10 @@ def build_splits(
             _cifar_augmentation(augment),
             classes,
             "CIFAR-10",
+        )
+    if name == "fashion_mnist":
+        return _array_splits(
+            _load_fashion_mnist(root), val_fraction, split_seed, None, classes, "Fashion-MNIST"
         )
     return _array_splits(_load_svhn(root), val_fraction, split_seed, None, classes, "SVHN")
 
@@ -218,21 +248,29 @@ def make_loaders(
     return train, val, test
 
 
-def download(name: str, root: str | Path) -> Path:
+def download(name: str, root: str | Path, source: str | Path | None = None) -> Path:
     """Fetch dataset ``name`` into ``root``, verify its checksums and return its folder.
 
     CIFAR-10 and SVHN are fetched with torchvision's own download functions from the URLs, and
     checked against the MD5 sums, that torchvision publishes; files already present and intact
-    are not fetched again. ``digits`` ships with scikit-learn: its bundled ``digits.csv.gz`` is
-    copied into ``root`` (the pipeline's prepared-data folder) and ``root`` is returned.
-    ImageNet cannot be downloaded automatically (its licence
-    requires each user to obtain it from image-net.org): a :class:`DatasetError` explains the
-    expected layout.
+    are not fetched again. Fashion-MNIST is decompressed from the four IDX ``.gz`` files in
+    ``source`` (only allowed for it) or, without ``source``, in :data:`_FASHION_DEBIAN` when
+    that exists, else downloaded with torchvision; either way its decompressed files are
+    checked against :data:`_FASHION_MD5`. ``digits`` ships with scikit-learn: its bundled
+    ``digits.csv.gz`` is copied into ``root`` (the pipeline's prepared-data folder) and ``root``
+    is returned. ImageNet cannot be downloaded automatically (its licence requires each user to
+    obtain it from image-net.org): a :class:`DatasetError` explains the expected layout.
 
     Raises:
-        DatasetError: unknown name, ImageNet, or a failed / corrupt download.
+        DatasetError: unknown name, ImageNet, ``source`` for another dataset than
+            Fashion-MNIST, or a failed / corrupt download or import.
     """
     _check_name(name)
+    if source is not None and name != "fashion_mnist":
+        raise DatasetError(
+            f"a source folder (--from) is only supported for fashion_mnist, not {name}; "
+            f"run: sinreq download {name} --root DIR"
+        )
     root = Path(root).expanduser()
     if name == "digits":
         import shutil
@@ -244,6 +282,10 @@ def download(name: str, root: str | Path) -> Path:
         raise DatasetError(_imagenet_missing(root))
     folder = _folder(name, root)
     if not _problems(name, root):
+        return folder
+    if name == "fashion_mnist":
+        _get_fashion_mnist(root, None if source is None else Path(source).expanduser())
+        _verify(name, root)
         return folder
 
     import http.client
@@ -280,13 +322,20 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _folder(name: str, root: Path) -> Path:
-    return root / _CIFAR_FOLDER if name == "cifar10" else root
+    if name == "cifar10":
+        return root / _CIFAR_FOLDER
+    if name == "fashion_mnist":
+        return root / _FASHION_FOLDER
+    return root
 
 
 def _expected_checksums(name: str) -> dict[str, str]:
-    """File name -> MD5 of the files we read, as published on torchvision's dataset classes."""
+    """File name -> MD5 of the files we read, as published on torchvision's dataset classes
+    (Fashion-MNIST: upstream's decompressed files, :data:`_FASHION_MD5`)."""
     from torchvision.datasets import CIFAR10, SVHN
 
+    if name == "fashion_mnist":
+        return dict(_FASHION_MD5)
     if name == "cifar10":
         return {filename: md5 for filename, md5 in CIFAR10.train_list + CIFAR10.test_list}
     return {SVHN.split_list[split][1]: SVHN.split_list[split][2] for split in _SVHN_FILES}
@@ -421,6 +470,118 @@ def _load_svhn(root: Path) -> _Arrays:
     train_images, train_labels = read(_SVHN_FILES["train"])
     test_images, test_labels = read(_SVHN_FILES["test"])
     return _Arrays(train_images, train_labels, test_images, test_labels)
+
+
+def _load_fashion_mnist(root: Path) -> _Arrays:
+    """Parse ``root/FashionMNIST/raw`` with torchvision's reader (checksums checked by the caller).
+
+    The 28x28 grayscale images are zero-padded by 2 pixels on each side to 32x32 and repeated
+    into 3 channels (a view: no copy), so that the 32x32 RGB networks run on them unchanged.
+    """
+    from torchvision.datasets import FashionMNIST
+
+    def read(train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        split = "train" if train else "t10k"
+        fix = f"run: sinreq download fashion_mnist --root {root}"
+        try:
+            parsed = FashionMNIST(str(root), train=train, download=False)
+            images, labels = parsed.data, parsed.targets
+        except (OSError, RuntimeError, AssertionError, KeyError, TypeError, ValueError) as exc:
+            raise DatasetError(
+                f"cannot read the Fashion-MNIST {split} files in {root / _FASHION_FOLDER}: "
+                f"{_one_line(exc)}; {fix}"
+            ) from exc
+        if (
+            images.dtype != torch.uint8
+            or images.shape[1:] != (28, 28)
+            or labels.shape != (len(images),)
+            or bool(((labels < 0) | (labels > 9)).any())
+        ):
+            raise DatasetError(
+                f"the Fashion-MNIST {split} files in {root / _FASHION_FOLDER} do not hold uint8 "
+                f"(N, 28, 28) images with N labels 0..9; {fix}"
+            )
+        padded = torch.nn.functional.pad(images, (2, 2, 2, 2))
+        return padded.unsqueeze(1).expand(-1, 3, -1, -1), labels.long()
+
+    train_images, train_labels = read(train=True)
+    test_images, test_labels = read(train=False)
+    return _Arrays(train_images, train_labels, test_images, test_labels)
+
+
+def _get_fashion_mnist(root: Path, source: Path | None) -> None:
+    """Put the Fashion-MNIST files in place: from ``source``, else Debian's copy, else the web."""
+    if source is None and _FASHION_DEBIAN.is_dir():
+        source = _FASHION_DEBIAN
+    if source is None:
+        _fetch_fashion_mnist(root)
+    else:
+        _import_fashion_mnist(source, root / _FASHION_FOLDER)
+
+
+def _import_fashion_mnist(source: Path, raw: Path) -> None:
+    """Decompress the four IDX ``.gz`` files of ``source`` into ``raw``, verifying each."""
+    expected = _expected_checksums("fashion_mnist")
+    missing = [f"{f}.gz" for f in expected if not (source / f"{f}.gz").is_file()]
+    if missing:
+        raise DatasetError(
+            f"Fashion-MNIST files missing in {source}: {', '.join(missing)}; the folder must "
+            "hold the four IDX .gz files (apt-get install dataset-fashion-mnist provides them)"
+        )
+    raw.mkdir(parents=True, exist_ok=True)
+    for filename, md5 in expected.items():
+        _decompress_verified(source / f"{filename}.gz", raw / filename, md5)
+
+
+def _decompress_verified(archive: Path, target: Path, md5: str) -> None:
+    """Gunzip ``archive`` into ``target`` atomically: a temporary file, renamed only once its MD5
+    is ``md5``, so that an interrupted or corrupt import never leaves a bad file in place."""
+    import gzip
+    import hashlib
+    import zlib
+
+    partial = target.with_name(f".{target.name}.partial")
+    digest = hashlib.md5(usedforsecurity=False)
+    try:
+        with gzip.open(archive, "rb") as packed, open(partial, "wb") as out:
+            while chunk := packed.read(1 << 20):
+                digest.update(chunk)
+                out.write(chunk)
+    except (OSError, EOFError, zlib.error) as exc:
+        partial.unlink(missing_ok=True)
+        raise DatasetError(
+            f"cannot decompress Fashion-MNIST file {archive}: {_one_line(exc)}"
+        ) from exc
+    if digest.hexdigest() != md5:
+        partial.unlink()
+        raise DatasetError(
+            f"Fashion-MNIST file {archive} is corrupt: its content has MD5 {digest.hexdigest()}, "
+            f"expected {md5}; replace it with an intact copy"
+        )
+    partial.replace(target)
+
+
+def _fetch_fashion_mnist(root: Path) -> None:
+    """Download Fashion-MNIST with torchvision (its mirrors, and its MD5s of the ``.gz`` files)."""
+    import http.client
+    import zlib
+
+    from torchvision.datasets import FashionMNIST
+    from torchvision.datasets.utils import check_integrity
+
+    # torchvision only checks that the decompressed files exist: drop corrupt ones to refetch them
+    for filename, md5 in _expected_checksums("fashion_mnist").items():
+        path = root / _FASHION_FOLDER / filename
+        if path.is_file() and not check_integrity(path, md5):
+            path.unlink()
+    try:
+        FashionMNIST(str(root), train=True, download=True)
+    except (OSError, RuntimeError, EOFError, zlib.error, http.client.HTTPException) as exc:
+        raise DatasetError(
+            f"could not download Fashion-MNIST into {root}: {_one_line(exc)}; either run "
+            "apt-get install dataset-fashion-mnist and then this command again, or run: "
+            f"sinreq download fashion_mnist --root {root} --from DIR_WITH_GZ_FILES"
+        ) from exc
 
 
 def _cifar_augmentation(augment: bool) -> Callable[[torch.Tensor], torch.Tensor] | None:

@@ -119,10 +119,12 @@ def msqe(w: torch.Tensor, method: str, bits: int, domain: str = "latent") -> tor
 class GridRegularizer:
     """``lambda(epoch) * sum over selected quantized layers of penalty(layer weight)``.
 
-    Layers: every layer whose weight is quantized, filtered by ``include`` / ``exclude`` name
-    patterns (fnmatch) and optionally without the first and last weight layers (the authors
-    excluded the stem and the classifier for ResNet-20, VGG-11 and AlexNet). Each layer is
-    regularized with its own method and bits.
+    Layers: every layer whose weight is quantized at ``bits`` (None: at any width), filtered by
+    ``include`` / ``exclude`` name patterns (fnmatch) and optionally without the first and last
+    weight layers (the authors excluded the stem and the classifier for ResNet-20, VGG-11 and
+    AlexNet). Each layer is regularized on its own grid. Training passes the run's bit width as
+    ``bits``: on an 8-bit edge layer's grid (step 2/255) the penalty's gradient dwarfs the task
+    loss's, so those layers are regularized only when asked for.
     """
 
     name = "grid"
@@ -137,6 +139,7 @@ class GridRegularizer:
         include: tuple[str, ...] = ("*",),
         exclude: tuple[str, ...] = (),
         exclude_first_last: bool = False,
+        bits: int | None = None,
     ) -> None:
         if not isinstance(lam, int | float) or not math.isfinite(lam) or lam < 0:
             raise ValueError(f"lambda={lam!r} is not allowed; allowed: a finite number >= 0")
@@ -152,7 +155,7 @@ class GridRegularizer:
         self.lam, self.domain, self.schedule = float(lam), domain, schedule
         self.epochs, self.warmup_epochs = epochs, warmup_epochs
         self.include, self.exclude = tuple(include), tuple(exclude)
-        self.exclude_first_last = exclude_first_last
+        self.exclude_first_last, self.bits = exclude_first_last, bits
 
     def penalty_sum(self, xs: list[torch.Tensor], methods_bits: list[tuple[str, int]]):
         """The sum of per-layer penalties of weights ``xs`` (in the quantizer's coordinates)."""
@@ -174,6 +177,7 @@ class GridRegularizer:
             (n, m)
             for n, m in quantized_layers(model)
             if n not in edges
+            and (self.bits is None or m.bits == self.bits)
             and any(fnmatch.fnmatchcase(n, p) for p in self.include)
             and not any(fnmatch.fnmatchcase(n, p) for p in self.exclude)
         ]

@@ -1,11 +1,14 @@
 """Results, gap-closure tables, plots and claim checks: ``sinreq report`` and ``sinreq check``.
 
-Accuracy is the final-epoch top-1 test accuracy (``test_acc``, in %) of each run. Runs are grouped
-into *configurations* ``(model, dataset, method, bits, act_bits, first_last, width)``; within a
-configuration, runs with ``lambda == 0`` are **Q** (plain quantized training), runs with
-``lambda > 0`` and ``regularizer == "sinreq"`` are **Q+SinReQ** (one row per SinReQ setting
-``(lambda, domain, schedule)`` when several were run), ``regularizer == "msqe"`` runs are the MSQE
-control. **FP** is the mean of the ``method == "fp"`` runs of the same model, dataset and width.
+Accuracy is the final-epoch top-1 test accuracy (``test_acc``, in %) of each run. Lambda-tuning
+runs (``phase == "tune"``) are read for the lambda selection only, on validation accuracy; every
+other table uses the remaining runs. Runs are grouped into *configurations* ``(model, dataset,
+method, bits, act_bits, first_last, width)``; within a configuration, runs with ``lambda == 0`` are
+**Q** (plain quantized training), runs with ``lambda > 0`` and ``regularizer == "sinreq"`` are
+**Q+SinReQ** (one row per SinReQ setting ``(lambda, domain, schedule)`` when several were run),
+``regularizer == "msqe"`` runs are the MSQE control. **FP** is the mean of the ``method == "fp"``
+runs of the same model, dataset and width: the FP baselines continued for the fine-tune's epochs
+(``phase == "final"``) where they exist, so the gap is not a difference in training length.
 Means are over seeds; spreads are sample standard deviations (``ddof = 1``).
 
 Per configuration::
@@ -24,11 +27,11 @@ The paper (arXiv 1905.01416) reports an average closure without saying which of 
 so both are reported. Configurations with ``gap <= 0`` (Q already as good as FP) make the ratio
 meaningless and are left out of the mean of ratios only.
 
-Noise test, per configuration: if at least two seeds have both a Q and a Q+SinReQ run, a one-sided
-paired t-test on the per-seed differences (``scipy.stats.ttest_rel``, alternative "greater");
-otherwise, with at least two runs on each side, a one-sided Welch t-test
-(``scipy.stats.ttest_ind``, ``equal_var=False``); otherwise no test (``p_value`` NaN). A gain
-*exceeds noise* when ``p < 0.05`` and ``gain > 0``.
+Statistics (:mod:`sinreq.stats`): per configuration the mean paired difference Q+SinReQ - Q over
+the seeds that have both, its 95 % t interval and two-sided p (``ttest_rel``), and a verdict
+(gain / harm / no difference) after Holm's correction over the report's configurations. Per
+method, the primary verdict is one pooled test with the seed as the unit, and both closures get
+seed-bootstrap 95 % intervals.
 
 ``sinreq check`` compares these numbers with a hand-written reference file
 (``reports/paper_reference.yaml``; the schema is described there and in :func:`load_reference`).
@@ -38,7 +41,6 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from numbers import Number
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,14 +55,14 @@ QUANT_METHODS: tuple[str, ...] = ("dorefa", "wrpn")
 ALPHA = 0.05  # significance level of the noise test
 RESULT_COLUMNS: tuple[str, ...] = (
     "run", "path", "model", "dataset", "profile", "method", "bits", "act_bits", "first_last",
-    "width", "classes", "lambda", "regularizer", "domain", "schedule", "seed", "init_from",
-    "epochs", "test_acc", "val_acc", "best_test_acc", "best_val_acc", "near_level_frac",
+    "width", "classes", "lambda", "regularizer", "domain", "schedule", "phase", "seed",
+    "init_from", "epochs", "test_acc", "val_acc", "near_level_frac", "sin2",
     "hard_round_test_acc", "wall_time_s", "images_per_s",
 )  # fmt: skip
 _INT_COLUMNS = ("bits", "act_bits", "classes", "seed", "epochs")
 _FLOAT_COLUMNS = (
-    "width", "lambda", "test_acc", "val_acc", "best_test_acc", "best_val_acc", "near_level_frac",
-    "hard_round_test_acc", "wall_time_s", "images_per_s",
+    "width", "lambda", "test_acc", "val_acc", "near_level_frac", "sin2", "hard_round_test_acc",
+    "wall_time_s", "images_per_s",
 )  # fmt: skip
 CONFIG_KEYS: tuple[str, ...] = (
     "model", "dataset", "method", "bits", "act_bits", "first_last", "width",
@@ -70,7 +72,7 @@ GAP_COLUMNS: tuple[str, ...] = (
     *CONFIG_KEYS, *SETTING_KEYS,
     "fp_mean", "fp_std", "fp_n", "q_mean", "q_std", "q_n", "qs_mean", "qs_std", "qs_n",
     "msqe_mean", "msqe_n", "n_paired", "gain", "gap", "closure_%",
-    "gain_seed_std", "gain_seed_min", "gain_seed_max", "test", "p_value", "gain_exceeds_noise",
+    "diff_mean", "diff_ci_low", "diff_ci_high", "diff_std", "p_value", "p_holm", "verdict",
 )  # fmt: skip
 SUMMARY_METRICS: tuple[str, ...] = (
     "closure_mean_of_ratios", "closure_ratio_of_means", "mean_gain_points",
@@ -113,23 +115,6 @@ def _per_seed(runs: pd.DataFrame, metric: str) -> pd.Series:
     return runs.dropna(subset=[metric]).groupby("seed")[metric].mean()
 
 
-def _noise_test(q: pd.Series, qs: pd.Series) -> tuple[str, float, pd.Series]:
-    """``(test name, one-sided p-value, per-seed gains)`` for "Q+SinReQ > Q" (module docstring)."""
-    from scipy import stats
-
-    common = q.index.intersection(qs.index)
-    diffs = qs[common] - q[common]
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore")  # constant differences: scipy warns, returns inf/NaN t
-        if len(common) >= 2:
-            p = stats.ttest_rel(qs[common], q[common], alternative="greater").pvalue
-            return "paired t", float(p), diffs
-        if len(q) >= 2 and len(qs) >= 2:
-            p = stats.ttest_ind(qs, q, equal_var=False, alternative="greater").pvalue
-            return "Welch t", float(p), diffs
-    return "none", math.nan, diffs
-
-
 def _match(df: pd.DataFrame, values: dict[str, Any]) -> pd.Series:
     """Boolean mask of the rows of ``df`` whose columns equal ``values`` (missing matches NaN)."""
     import pandas as pd
@@ -150,7 +135,7 @@ def _with_defaults(results: pd.DataFrame) -> pd.DataFrame:
     df = results.copy()
     for column, default in (
         ("act_bits", None), ("first_last", None), ("width", 1.0), ("regularizer", "sinreq"),
-        ("domain", None), ("schedule", None),
+        ("domain", None), ("schedule", None), ("phase", None),
     ):  # fmt: skip
         if column not in df:
             df[column] = default
@@ -166,9 +151,12 @@ def gap_table(results: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
     """
     import pandas as pd
 
-    df = _with_defaults(results)
+    from sinreq.stats import paired_difference, verdicts
+
+    df = reported_runs(_with_defaults(results))
     fp_runs = df[df["method"] == "fp"]
     quantized = df[df["method"] != "fp"]
+    tests = []
     rows = []
     for key, config in quantized.groupby(list(CONFIG_KEYS), dropna=False, sort=True):
         key = dict(zip(CONFIG_KEYS, key, strict=True))
@@ -187,20 +175,23 @@ def gap_table(results: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
             row["q_mean"], row["q_std"], row["q_n"] = _stats(q)
             row["qs_mean"], row["qs_std"], row["qs_n"] = _stats(qs)
             row["msqe_mean"], _, row["msqe_n"] = _stats(msqe)
-            test, p, diffs = _noise_test(q, qs)
-            row["n_paired"] = len(diffs)
+            common = q.index.intersection(qs.index)
+            test = paired_difference(q[common].to_numpy(), qs[common].to_numpy(), ALPHA)
+            tests.append(test)
+            row["n_paired"] = test.n
             row["gain"] = row["qs_mean"] - row["q_mean"]
             row["gap"] = row["fp_mean"] - row["q_mean"]
             row["closure_%"] = gap_closure(row["fp_mean"], row["q_mean"], row["qs_mean"])
-            row["gain_seed_std"], row["gain_seed_min"], row["gain_seed_max"] = (
-                float(diffs.std(ddof=1)) if len(diffs) >= 2 else math.nan,
-                float(diffs.min()) if len(diffs) else math.nan,
-                float(diffs.max()) if len(diffs) else math.nan,
-            )
-            row["test"], row["p_value"] = test, p
-            row["gain_exceeds_noise"] = bool(p < ALPHA and row["gain"] > 0)
+            row["diff_mean"], row["diff_ci_low"], row["diff_ci_high"] = (
+                test.mean, test.ci_low, test.ci_high)  # fmt: skip
+            row["diff_std"], row["p_value"] = test.std, test.p
             rows.append(row)
     gap = pd.DataFrame(rows, columns=list(GAP_COLUMNS))
+    if rows:
+        from sinreq.stats import holm
+
+        gap["p_holm"] = holm([t.p for t in tests], ALPHA)[0]
+        gap["verdict"] = verdicts(tests, ALPHA)
     for column in ("bits", "act_bits"):
         gap[column] = pd.to_numeric(gap[column]).astype("Int64")
     return gap
@@ -213,7 +204,8 @@ def summary(gap: pd.DataFrame) -> dict[str, dict[str, float | int]]:
     - ``closure_mean_of_ratios``: mean of ``closure_%`` over those with ``gap > 0`` (%);
     - ``closure_ratio_of_means``: ``100 mean(gain) / mean(gap)``, NaN if ``mean(gap) <= 0`` (%);
     - ``mean_gain_points`` / ``mean_gap_points``: mean gain / gap in accuracy points;
-    - ``n_configs``, ``n_configs_in_mean_of_ratios`` (gap > 0), ``n_gain_exceeds_noise``.
+    - ``n_configs``, ``n_configs_in_mean_of_ratios`` (gap > 0), and the Holm-corrected verdicts
+      ``n_gain`` / ``n_harm`` / ``n_no_difference``.
 
     Unmeasured numbers are NaN.
     """
@@ -233,9 +225,116 @@ def summary(gap: pd.DataFrame) -> dict[str, dict[str, float | int]]:
             "mean_gap_points": mean_gap,
             "n_configs": len(rows),
             "n_configs_in_mean_of_ratios": len(positive),
-            "n_gain_exceeds_noise": int(rows["gain_exceeds_noise"].sum()),
-        }
+            **{f"n_{v.replace(' ', '_')}": int((rows["verdict"] == v).sum())
+               for v in ("gain", "harm", "no difference")},
+        }  # fmt: skip
     return out
+
+
+def reported_runs(results: pd.DataFrame) -> pd.DataFrame:
+    """The runs the tables report: no lambda-tuning runs, and for a model whose FP baselines were
+    continued for the fine-tune's epochs, the continued FP runs only (the fair reference)."""
+    if "phase" not in results:
+        return results
+    df = results[results["phase"] != "tune"]
+    fp = df["method"] == "fp"
+    continued = set(df.loc[fp & (df["phase"] == "final"), "model"])
+    return df[~(fp & df["model"].isin(continued) & (df["phase"] != "final"))]
+
+
+def seed_matrix(
+    results: pd.DataFrame, gap: pd.DataFrame, method: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(fp, q, qs)`` accuracies of shape (seeds, configurations) for ``method``'s rows of
+    ``gap`` that have all three (NaN where a seed lacks a run): the input of the pooled test and
+    of the bootstrap."""
+
+    df = reported_runs(_with_defaults(results))
+    rows = gap[gap["method"] == method].dropna(subset=["fp_mean", "q_mean", "qs_mean"])
+    seeds = sorted(set(df["seed"].dropna()))
+    columns: dict[str, list[pd.Series]] = {"fp": [], "q": [], "qs": []}
+    for _, row in rows.iterrows():
+        config = df[_match(df, {k: row[k] for k in CONFIG_KEYS})]
+        fp = df[_match(df, {"method": "fp", "model": row["model"], "dataset": row["dataset"],
+                            "width": row["width"]})]  # fmt: skip
+        qs = config[_match(config, {k: row[k] for k in SETTING_KEYS})
+                    & (config["regularizer"] == "sinreq")]  # fmt: skip
+        for name, runs in (("fp", fp), ("q", config[config["lambda"] == 0]), ("qs", qs)):
+            columns[name].append(_per_seed(runs, "test_acc").reindex(seeds))
+    shape = (len(seeds), 0)
+    return tuple(
+        np.column_stack([c.to_numpy(float) for c in columns[n]]) if columns[n] else np.empty(shape)
+        for n in ("fp", "q", "qs")
+    )  # type: ignore[return-value]
+
+
+def method_statistics(results: pd.DataFrame, gap: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Per method: the pooled paired test (seed as the unit: mean gain over configurations per
+    seed, one-sample t test) and seed-bootstrap 95 % intervals of both closures."""
+    from sinreq.stats import bootstrap_closure, pooled_test
+
+    out = {}
+    for method in sorted(set(gap["method"].dropna())):
+        fp, q, qs = seed_matrix(results, gap, method)
+        pooled = pooled_test(qs - q, ALPHA)
+        numbers = {"pooled_gain": pooled.mean, "pooled_ci_low": pooled.ci_low,
+                   "pooled_ci_high": pooled.ci_high, "pooled_p": pooled.p,
+                   "pooled_n_seeds": pooled.n}  # fmt: skip
+        for definition in ("mean_of_ratios", "ratio_of_means"):
+            _, low, high = (
+                bootstrap_closure(fp, q, qs, definition) if q.size else (0, *[math.nan] * 2)
+            )
+            numbers[f"closure_{definition}_ci_low"] = low
+            numbers[f"closure_{definition}_ci_high"] = high
+        out[method] = numbers
+    return out
+
+
+def lambda_selection(results: pd.DataFrame) -> pd.DataFrame:
+    """Per configuration and tuned lambda: the tuning seeds' validation accuracy (mean, std, n),
+    which lambda :func:`sinreq.tuning.choose_lambda` picks from them, and the lambda the final
+    runs used (``final_lambda``; it must be the chosen one)."""
+    import pandas as pd
+
+    from sinreq.tuning import choose_lambda
+
+    df = _with_defaults(results)
+    tune = df[df["phase"] == "tune"]
+    final = df[(df["phase"] != "tune") & (df["method"] != "fp") & (df["lambda"] > 0)]
+    rows = []
+    for key, runs in tune.groupby(list(CONFIG_KEYS), dropna=False, sort=True):
+        key = dict(zip(CONFIG_KEYS, key, strict=True))
+        chosen = choose_lambda(list(zip(runs["lambda"], runs["val_acc"], strict=True)))["chosen"]
+        used = set(final[_match(final, key)]["lambda"])
+        final_lambda = used.pop() if len(used) == 1 else math.nan
+        for lam, by_lambda in runs.groupby("lambda", sort=True):
+            mean, std, n = _stats(by_lambda["val_acc"])
+            rows.append({**key, "lambda": lam, "tune_seeds": n, "val_acc_mean": mean,
+                         "val_acc_std": std, "chosen": lam == chosen,
+                         "final_lambda": final_lambda})  # fmt: skip
+    columns = [*CONFIG_KEYS, "lambda", "tune_seeds", "val_acc_mean", "val_acc_std", "chosen",
+               "final_lambda"]  # fmt: skip
+    return pd.DataFrame(rows, columns=columns)
+
+
+def mechanism_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Per configuration, Q against Q+SinReQ at the end of training (means over seeds, layers at
+    the run's bit width): the fraction of weights within 0.1 step of a level, and the mean
+    sin^2 (0 on the levels, 1/2 for weights spread evenly): did the regularizer pull?"""
+    import pandas as pd
+
+    df = reported_runs(_with_defaults(results))
+    df = df[df["method"] != "fp"].assign(
+        variant=lambda d: np.where(d["lambda"] > 0, "q+sinreq", "q")
+    )
+    rows = []
+    for key, runs in df.groupby([*CONFIG_KEYS, "variant"], dropna=False, sort=True):
+        rows.append({**dict(zip([*CONFIG_KEYS, "variant"], key, strict=True)),
+                     "lambda": runs["lambda"].max(), "n": len(runs),
+                     "near_level_frac": runs["near_level_frac"].mean(),
+                     "sin2": runs["sin2"].mean()})  # fmt: skip
+    return pd.DataFrame(rows, columns=[*CONFIG_KEYS, "variant", "lambda", "n", "near_level_frac",
+                                       "sin2"])  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
@@ -261,7 +360,7 @@ def _read_object(path: Path) -> dict[str, Any]:
 
 def find_runs(paths: list[Path]) -> list[Path]:
     """Run folders named by ``paths``: a folder holding ``config.json`` is a run, any other
-    folder stands for its immediate subfolders that hold one. Duplicates are dropped."""
+    folder stands for every folder below it that holds one. Duplicates are dropped."""
     found: dict[Path, Path] = {}
     for path in paths:
         if not path.is_dir():
@@ -269,7 +368,7 @@ def find_runs(paths: list[Path]) -> list[Path]:
         if (path / "config.json").exists():
             found.setdefault(path.resolve(), path)
             continue
-        children = sorted(c for c in path.iterdir() if (c / "config.json").exists())
+        children = sorted(c.parent for c in path.rglob("config.json"))
         if not children:
             raise ValueError(f"{path}: no config.json in it or in any of its subfolders")
         for child in children:
@@ -313,6 +412,7 @@ def collect_results(runs: list[Path]) -> pd.DataFrame:
             "run": folder.name,
             "path": str(folder),
             **{k: config.get(k) for k in ("model", "dataset", "profile", "method", "classes")},
+            "phase": config.get("phase"),
             "bits": config.get("bits") if quantized else None,
             "act_bits": config.get("act_bits") if quantized else None,
             "first_last": config.get("first_last") if quantized else None,
@@ -472,7 +572,8 @@ def _measure(claim: dict[str, Any], results: pd.DataFrame, summaries: dict) -> f
     select = dict(claim["select"])
     if metric == "fp_test_acc":
         select["method"] = "fp"
-    chosen = results[_match(results, select)]["test_acc"].dropna()
+    reported = reported_runs(_with_defaults(results))
+    chosen = reported[_match(reported, select)]["test_acc"].dropna()
     return float(chosen.mean()) if len(chosen) else math.nan
 
 
@@ -714,13 +815,13 @@ def _plot_gap_closure(gap: pd.DataFrame, paper: dict[str, dict[str, float]], pat
     else:
         for i, row in rows.iterrows():
             ax.bar(i, row["closure_%"], color=_METHOD_COLOR.get(row["method"], "tab:gray"),
-                   alpha=1.0 if row["gain_exceeds_noise"] else 0.4)  # fmt: skip
+                   alpha=0.4 if row["verdict"] == "no difference" else 1.0)  # fmt: skip
         ax.set_xticks(range(len(rows)))
         labels = [f"{r['model']}\n{r['dataset']}\n{_config_label(r)}" for _, r in rows.iterrows()]
         ax.set_xticklabels(labels, fontsize=6)
         ax.axhline(0, color="black", lw=0.8)
         handles = [Patch(color=c, label=_METHOD_NAME[m]) for m, c in _METHOD_COLOR.items()]
-        handles.append(Patch(color="gray", alpha=0.4, label="pale: gain within noise"))
+        handles.append(Patch(color="gray", alpha=0.4, label="pale: no difference (Holm)"))
         for method, color in _METHOD_COLOR.items():
             value = _paper_closure(paper, method)
             if value is not None:
@@ -853,107 +954,165 @@ def _pm(mean: float, std: float, n: int) -> str:
     return f"{mean:.2f} ± {std:.2f} (n={n})" if math.isfinite(std) else f"{mean:.2f} (n={n})"
 
 
-def _noise_sentence(method: str, numbers: dict[str, float | int], untested: int) -> str:
-    """An honest sentence on whether ``method``'s SinReQ gains exceed seed-to-seed noise."""
+def _ci(low: float, high: float, spec: str = "+.2f") -> str:
+    return f"[{_fmt(low, spec)}, {_fmt(high, spec)}]"
+
+
+def _closure_cell(s: dict[str, Any], key: str) -> str:
+    low, high = s.get(f"{key}_ci_low", math.nan), s.get(f"{key}_ci_high", math.nan)
+    return f"{_fmt(s[key], '.1f', 'not measured')} {_ci(low, high, '.1f')}"
+
+
+def _verdict_sentence(method: str, s: dict[str, Any]) -> str:
+    """The primary verdict of ``method`` in one honest sentence: the pooled test decides."""
     name = _METHOD_NAME.get(method, method)
-    n, k = numbers["n_configs"], numbers["n_gain_exceeds_noise"]
-    if n == 0:
+    if not s["n_configs"]:
         return f"- {name}: not measured (no configuration has FP, Q and Q+SinReQ runs)."
-    configs = f"{n} configuration{'s' if n != 1 else ''}"
-    few = f" ({untested} of the {configs} had too few seeds for a test)" if untested else ""
-    gain = numbers["mean_gain_points"]
-    if k == 0:
-        return (
-            f"- {name}: in none of the {configs} does the SinReQ gain exceed seed-to-seed "
-            f"noise{few}; the mean gain of {gain:+.2f} points is within noise."
-        )
-    if k < n:
-        return (
-            f"- {name}: the gain exceeds seed noise in {k} of the {configs} and is within noise "
-            f"in the other {n - k}{few}. Mean gain {gain:+.2f} points."
-        )
-    return f"- {name}: the gain exceeds seed noise in all {configs} (mean {gain:+.2f} points)."
+    p, gain = s.get("pooled_p", math.nan), s.get("pooled_gain", math.nan)
+    ci = _ci(s.get("pooled_ci_low", math.nan), s.get("pooled_ci_high", math.nan))
+    if not math.isfinite(p):
+        verdict = "too few seeds for the pooled test"
+    elif p < ALPHA:
+        verdict = "SinReQ **helps**" if gain > 0 else "SinReQ **hurts**"
+    else:
+        verdict = "**no detectable effect** of SinReQ"
+    return (
+        f"- {name}: {verdict}: mean gain {_fmt(gain, '+.2f')} points, 95 % CI {ci}, "
+        f"p = {_fmt(p, '.3g')} (pooled over {s['n_configs']} configurations, "
+        f"{s.get('pooled_n_seeds', 0)} seeds); per configuration after Holm: {s['n_gain']} gain, "
+        f"{s['n_harm']} harm, {s['n_no_difference']} no difference."
+    )
+
+
+def _selection_markdown(selection: pd.DataFrame) -> list[str]:
+    """The lambda-selection section: every tuned lambda's validation accuracy, the choice."""
+    if selection.empty:
+        return ["No lambda-tuning runs: lambda was set by hand.", ""]
+    rows = []
+    for _, r in selection.iterrows():
+        rows.append([r["model"], r["dataset"], _config_label(r), f"{r['lambda']:g}",
+                     _pm(r["val_acc_mean"], r["val_acc_std"], r["tune_seeds"]),
+                     "**chosen**" if r["chosen"] else "",
+                     _fmt(r["final_lambda"], "g")])  # fmt: skip
+    headers = ["model", "dataset", "config", "lambda", "validation top-1 (tuning seeds)",
+               "choice", "final runs used"]  # fmt: skip
+    return [
+        "The chosen lambda is the positive lambda with the best mean validation accuracy of the "
+        "tuning seeds (lambda 0 is shown for reference). The final seeds, disjoint from the "
+        "tuning seeds, ran lambda 0 and the chosen lambda; only they are reported on test.",
+        "",
+        _table(headers, rows, markdown=True),
+        "",
+    ]
+
+
+def _mechanism_markdown(mechanism: pd.DataFrame) -> list[str]:
+    if mechanism.empty:
+        return ["Not measured.", ""]
+    rows = [[r["model"], _config_label(r), r["variant"], f"{r['lambda']:g}", str(r["n"]),
+             _fmt(100 * r["near_level_frac"], ".1f"), _fmt(r["sin2"], ".3f")]
+            for _, r in mechanism.iterrows()]  # fmt: skip
+    headers = ["model", "config", "variant", "lambda", "runs", "weights within 0.1 step of a "
+               "level (%)", "mean sin^2"]  # fmt: skip
+    return [
+        "Layers at the run's bit width, end of training, mean over final seeds. Uniformly "
+        "spread weights give 20 % and 0.5; weights on the levels give 100 % and 0.",
+        "",
+        _table(headers, rows, markdown=True),
+        "",
+    ]
 
 
 def _summary_markdown(
     results: pd.DataFrame,
     gap: pd.DataFrame,
-    numbers: dict[str, dict[str, float | int]],
+    numbers: dict[str, dict[str, Any]],
     paper: dict[str, dict[str, float]] | None,
+    selection: pd.DataFrame,
+    mechanism: pd.DataFrame,
 ) -> str:
-    """``summary.md``: definitions, our summary beside the paper's claims, per-config table."""
+    """``summary.md``: definitions, verdicts, summary beside the paper, per-configuration table,
+    lambda selection and mechanism."""
 
     def names(column: str) -> str:
         return ", ".join(sorted(str(v) for v in set(results[column].dropna()))) or "not recorded"
 
+    reported = reported_runs(_with_defaults(results))
+    seeds = ", ".join(str(s) for s in sorted(set(reported["seed"].dropna())))
+    tune_seeds = ", ".join(
+        str(s) for s in sorted(set(_with_defaults(results).query("phase == 'tune'")["seed"]))
+    )
     nm = "not measured"
     lines = [
         "# SinReQ reproduction: accuracy gap closed by SinReQ",
         "",
         f"{len(results)} runs. Models: {names('model')}. Datasets: {names('dataset')}. "
-        f"Profiles: {names('profile')}. Accuracy: final-epoch top-1 test accuracy (%).",
+        f"Profiles: {names('profile')}. Accuracy: final-epoch top-1 test accuracy (%). "
+        f"Final seeds: {seeds or '-'}; lambda-tuning seeds: {tune_seeds or 'none'}.",
+        "",
+        "## Verdict",
+        "",
+        *[_verdict_sentence(m, s) for m, s in numbers.items()],
         "",
         "## Definitions",
         "",
         "- Per configuration (model, dataset, method, weight/activation bits): "
         "gain = mean(Q+SinReQ) - mean(Q), gap = mean(FP) - mean(Q), closure = 100 gain / gap. "
-        "Means over seeds; ± is the sample standard deviation over seeds.",
+        "FP is the baseline continued for the fine-tune's epochs where it was run. "
+        "Means over final seeds; ± is the sample standard deviation over seeds.",
         "- **Mean of ratios**: the mean of the per-configuration closures; configurations with "
         "gap <= 0 (Q already as good as FP) are left out of it.",
         "- **Ratio of means**: 100 mean(gain) / mean(gap) over all configurations.",
-        "- The paper does not say which of the two its averages are; both are shown.",
-        "- Noise test: one-sided paired t-test over the seeds that have both a Q and a Q+SinReQ "
-        "run (Welch's t-test when fewer than two seeds are paired); a gain *exceeds noise* when "
-        f"p < {ALPHA} and gain > 0.",
+        "- The paper does not say which of the two its averages are; both are shown, each with a "
+        "95 % bootstrap interval over seeds.",
+        "- Per configuration: mean paired difference (same seed, same FP start) with its 95 % t "
+        "interval and two-sided p (paired t test); verdicts after Holm's correction over all "
+        f"configurations at alpha = {ALPHA}.",
+        "- Pooled test per method (the primary verdict): each seed's gain averaged over the "
+        "configurations, then a one-sample t test; the seed is the unit because all "
+        "configurations of a seed start from the same FP run.",
         "",
         "## Summary per method",
         "",
     ]
     if paper is None:
-        lines += ["No `paper_reference.yaml` next to this report: paper columns left empty.", ""]
+        lines += ["No reference file given: paper columns left empty.", ""]
     headers = [
-        "method", "configs", "mean gain (points)", "mean gap (points)",
-        "closure, mean of ratios (%)", "closure, ratio of means (%)", "gains exceeding noise",
+        "method", "configs", "pooled gain (points) [95 % CI]", "p", "mean gap (points)",
+        "closure, mean of ratios (%) [95 % CI]", "closure, ratio of means (%) [95 % CI]",
         "paper closure (%)", "paper gain (points)",
     ]  # fmt: skip
     rows = []
     for method, s in numbers.items():
         claims = (paper or {}).get(method, {})
+        mor, rom = "closure_mean_of_ratios", "closure_ratio_of_means"
         rows.append(
             [
                 _METHOD_NAME.get(method, method), str(s["n_configs"]),
-                _fmt(s["mean_gain_points"], "+.2f", nm), _fmt(s["mean_gap_points"], ".2f", nm),
-                _fmt(s["closure_mean_of_ratios"], ".1f", nm),
-                _fmt(s["closure_ratio_of_means"], ".1f", nm),
-                f"{s['n_gain_exceeds_noise']} of {s['n_configs']}",
+                f"{_fmt(s.get('pooled_gain'), '+.2f', nm)} "
+                f"{_ci(s.get('pooled_ci_low', math.nan), s.get('pooled_ci_high', math.nan))}",
+                _fmt(s.get("pooled_p"), ".3g"), _fmt(s["mean_gap_points"], ".2f", nm),
+                _closure_cell(s, mor), _closure_cell(s, rom),
                 _fmt(_paper_closure(paper or {}, method), "g"),
                 _fmt(claims.get("mean_gain_points"), "+g"),
             ]
         )  # fmt: skip
     lines += [_table(headers, rows, markdown=True), ""]
-    for method, s in numbers.items():
-        rows_m = gap[(gap["method"] == method)].dropna(subset=["fp_mean", "q_mean", "qs_mean"])
-        lines.append(_noise_sentence(method, s, int((rows_m["test"] == "none").sum())))
     several = len(gap.dropna(subset=["lambda"]).drop_duplicates(list(SETTING_KEYS))) > 1
-    headers = ["model", "dataset", "config", *(["SinReQ setting"] if several else []),
-               "FP", "Q", "Q+SinReQ", "Q+MSQE", "gain", "gain per seed (min..max, std)", "gap",
-               "closure (%)", "test", "p", "exceeds noise"]  # fmt: skip
+    headers = ["model", "dataset", "config", "SinReQ lambda", "FP", "Q", "Q+SinReQ", "Q+MSQE",
+               "paired gain [95 % CI]", "gap", "closure (%)", "p", "p (Holm)",
+               "verdict"]  # fmt: skip
     rows = []
     for _, g in gap.iterrows():
-        setting = [_sinreq_label(g, True)[len("q+sinreq ") :]] if several else []
-        spread = (
-            f"{g['gain_seed_min']:+.2f}..{g['gain_seed_max']:+.2f}, {_fmt(g['gain_seed_std'])}"
-            if g["n_paired"]
-            else "-"
-        )
         rows.append(
             [
-                g["model"], g["dataset"], _config_label(g), *setting,
+                g["model"], g["dataset"], _config_label(g), _fmt(g["lambda"], "g"),
                 _pm(g["fp_mean"], g["fp_std"], g["fp_n"]), _pm(g["q_mean"], g["q_std"], g["q_n"]),
                 _pm(g["qs_mean"], g["qs_std"], g["qs_n"]),
-                _pm(g["msqe_mean"], math.nan, g["msqe_n"]), _fmt(g["gain"], "+.2f"), spread,
-                _fmt(g["gap"]), _fmt(g["closure_%"], ".1f"), g["test"], _fmt(g["p_value"], ".3g"),
-                "yes" if g["gain_exceeds_noise"] else "no",
+                _pm(g["msqe_mean"], math.nan, g["msqe_n"]),
+                f"{_fmt(g['diff_mean'], '+.2f')} {_ci(g['diff_ci_low'], g['diff_ci_high'])}",
+                _fmt(g["gap"]), _fmt(g["closure_%"], ".1f"), _fmt(g["p_value"], ".3g"),
+                _fmt(g["p_holm"], ".3g"), g["verdict"],
             ]
         )  # fmt: skip
     lines += ["", "## Per configuration", "", "`-` = not measured."]
@@ -961,11 +1120,41 @@ def _summary_markdown(
         lines.append("Several SinReQ settings: each counts as a configuration in the averages.")
     lines.append("")
     lines += [_table(headers, rows, markdown=True) if rows else "No quantized runs.", ""]
+    lines += ["## Lambda selection (validation split)", "", *_selection_markdown(selection)]
+    lines += ["## Mechanism: did SinReQ pull the weights onto the grid?", ""]
+    lines += _mechanism_markdown(mechanism)
     lines += [
-        "Plots: `acc_vs_bits.png`, `gap_closure.png`, `weight_hist.png`. Tables: `results.csv`, "
-        "`gap_closure.csv`, `acc_vs_bits.csv`, `summary.json`.",
+        "Plots: `acc_vs_bits.png`, `gap_closure.png`, `weight_hist.png`, `mechanism.png`. "
+        "Tables: `results.csv`, `gap_closure.csv`, `lambda_selection.csv`, `mechanism.csv`, "
+        "`acc_vs_bits.csv`, `summary.json`.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _plot_mechanism(mechanism: pd.DataFrame, path: Path) -> None:
+    """Two panels (near-level fraction, mean sin^2): per configuration, Q beside Q+SinReQ."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(max(8.0, 0.9 * len(mechanism) + 3), 3.6))
+    configs = mechanism.drop_duplicates(list(CONFIG_KEYS)).reset_index(drop=True)
+    labels = [f"{r['model']}\n{_config_label(r)}" for _, r in configs.iterrows()]
+    for ax, column, title in ((axes[0], "near_level_frac", "weights within 0.1 step of a level"),
+                              (axes[1], "sin2", "mean sin^2 (0 = on the levels)")):  # fmt: skip
+        for offset, variant, color in ((-0.2, "q", "tab:blue"), (0.2, "q+sinreq", "tab:red")):
+            values = [
+                mechanism[
+                    _match(mechanism, {**{k: r[k] for k in CONFIG_KEYS}, "variant": variant})
+                ][column].mean()
+                for _, r in configs.iterrows()
+            ]
+            ax.bar(np.arange(len(configs)) + offset, values, width=0.4, color=color,
+                   label=variant.replace("q", "Q").replace("sinreq", "SinReQ"))  # fmt: skip
+        ax.set_xticks(range(len(configs)))
+        ax.set_xticklabels(labels, fontsize=6)
+        ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
 
 
 def _json_number(value: float | int) -> float | int | None:
@@ -973,37 +1162,48 @@ def _json_number(value: float | int) -> float | int | None:
     return value if isinstance(value, int) or math.isfinite(value) else None
 
 
-def report_command(runs: list[Path], out: Path, tracking_uri: str, experiment: str) -> None:
+def report_command(
+    runs: list[Path], out: Path, tracking_uri: str, experiment: str, reference: Path | None = None
+) -> None:
     """Write the report of ``runs`` into ``out`` and log it as an MLflow run named "report".
 
     Files: ``results.csv`` (:func:`collect_results`), ``gap_closure.csv`` (:func:`gap_table`),
-    ``acc_vs_bits.csv`` (:func:`acc_vs_bits`), ``summary.json`` (:func:`summary` per method, NaN
-    as null, plus ``runs``), ``summary.md`` (beside the paper's claims of
-    ``out/paper_reference.yaml`` when present), ``acc_vs_bits.png``, ``gap_closure.png``,
-    ``weight_hist.png``. The tables are computed before the first file is written.
+    ``lambda_selection.csv``, ``mechanism.csv``, ``acc_vs_bits.csv``, ``summary.json`` (per
+    method: :func:`summary` and :func:`method_statistics`, NaN as null, plus ``runs``),
+    ``summary.md`` (beside the paper's claims of ``reference`` when given), and the plots
+    ``acc_vs_bits.png``, ``gap_closure.png``, ``weight_hist.png``, ``mechanism.png``. The tables
+    are computed before the first file is written.
     """
     results = collect_results(runs)
     gap = gap_table(results)
     numbers = summary(gap)
-    reference = out / "paper_reference.yaml"
-    paper = _paper_values(load_reference(reference)) if reference.is_file() else None
-    curves = acc_vs_bits(results, gap)
-    markdown = _summary_markdown(results, gap, numbers, paper)
+    for method, extra in method_statistics(results, gap).items():
+        numbers.setdefault(method, {}).update(extra)
+    paper = _paper_values(load_reference(reference)) if reference is not None else None
+    reported = reported_runs(results)
+    curves = acc_vs_bits(reported, gap)
+    selection = lambda_selection(results)
+    mechanism = mechanism_table(results)
+    markdown = _summary_markdown(results, gap, numbers, paper, selection, mechanism)
     metrics = {m: {k: _json_number(v) for k, v in s.items()} for m, s in numbers.items()}
 
     out.mkdir(parents=True, exist_ok=True)
     results.to_csv(out / "results.csv", index=False)
     gap.to_csv(out / "gap_closure.csv", index=False)
+    selection.to_csv(out / "lambda_selection.csv", index=False)
+    mechanism.to_csv(out / "mechanism.csv", index=False)
     curves.to_csv(out / "acc_vs_bits.csv", index=False)
     (out / "summary.json").write_text(json.dumps({**metrics, "runs": len(results)}, indent=2))
     (out / "summary.md").write_text(markdown)
-    _plot_acc_vs_bits(results, curves, out / "acc_vs_bits.png")
+    _plot_acc_vs_bits(reported, curves, out / "acc_vs_bits.png")
     _plot_gap_closure(gap, paper or {}, out / "gap_closure.png")
-    _plot_weight_hist(results, gap, out / "weight_hist.png")
+    _plot_weight_hist(reported, gap, out / "weight_hist.png")
+    _plot_mechanism(mechanism, out / "mechanism.png")
     written = [
         out / name
-        for name in ("results.csv", "gap_closure.csv", "acc_vs_bits.csv", "summary.json",
-                     "summary.md", "acc_vs_bits.png", "gap_closure.png", "weight_hist.png")
+        for name in ("results.csv", "gap_closure.csv", "lambda_selection.csv", "mechanism.csv",
+                     "acc_vs_bits.csv", "summary.json", "summary.md", "acc_vs_bits.png",
+                     "gap_closure.png", "weight_hist.png", "mechanism.png")
     ]  # fmt: skip
 
     import mlflow

@@ -27,6 +27,8 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
@@ -43,7 +45,9 @@ from sinreq.quant import check_bits, layer_table, quantize_model, quantized_laye
 from sinreq.regularizers import build_regularizer, grid_period, nearest_level
 
 # Fields that do not change the numbers a run produces: a resumed run may differ in these.
-_NON_RESULT_FIELDS = {"out", "tracking_uri", "experiment", "device", "workers", "profile", "stage"}
+_NON_RESULT_FIELDS = {
+    "out", "tracking_uri", "experiment", "device", "workers", "profile", "stage", "phase",
+}  # fmt: skip
 NEAR_LEVEL_FRACTION = 0.1  # "near a level": within 10 % of the level spacing
 
 
@@ -76,10 +80,23 @@ class TrainConfig(BaseModel):
     width: float = Field(1.0, gt=0, description="width multiplier (WRPN widening)")
     lam: float = Field(0.0, alias="lambda", description="regularizer strength (0 = none)")
     regularizer: Literal["sinreq", "msqe"] = Field("sinreq", description="grid regularizer")
-    domain: Literal["latent", "normalized"] = Field("latent", description="regularized value")
+    domain: Literal["latent", "normalized"] = Field(
+        "normalized",
+        description="regularized value: DoReFa's normalized value (its real levels) or the latent "
+        "weight (the authors' code; an ablation)",
+    )
     schedule: Literal["constant", "warmup", "tanh"] = Field("constant", description="lambda ramp")
     warmup_epochs: float = Field(5.0, gt=0, description="epochs of the linear warm-up")
     reg_exclude_first_last: bool = Field(False, description="do not regularize first/last layer")
+    reg_all_widths: bool = Field(
+        False, description="also regularize layers at other widths (8-bit edges) on their grid"
+    )
+    bn_recalib_batches: int = Field(
+        50,
+        ge=0,
+        description="training batches that refresh BatchNorm statistics before each "
+        "evaluation of a quantized run (0 = off)",
+    )
     epochs: int = Field(10, ge=1, description="training epochs")
     batch_size: int = Field(128, ge=1, description="mini-batch size")
     lr: float = Field(0.1, gt=0, description="initial learning rate")
@@ -98,6 +115,9 @@ class TrainConfig(BaseModel):
     workers: int = Field(0, ge=0, description="data-loader worker processes")
     profile: str | None = Field(None, description="pipeline profile (recorded as a tag)")
     stage: str | None = Field(None, description="pipeline stage (recorded as a tag)")
+    phase: Literal["baseline", "tune", "final"] | None = Field(
+        None, description="study phase: FP baseline, lambda tuning, or final seeds"
+    )
 
     @field_validator("act_bits", "init_from", "classes", mode="before")
     @classmethod
@@ -194,6 +214,14 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="where a grid writes its runs' metrics (OUT/grid.json)",
     )
+    parser.add_argument(
+        "--tune-lambdas", metavar="L1,L2",
+        help="choose lambda on validation: --tune-seeds run every value (OUT/tune/), then the "
+        "--grid seeds run lambda 0 and the best (OUT/final/)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--tune-seeds", metavar="S1,S2", help="seeds of the lambda tuning (not the final seeds)"
+    )
     for name, field in TrainConfig.model_fields.items():
         kwargs: dict[str, Any] = {"dest": name, "default": None, "help": field.description}
         if field.annotation is bool:
@@ -229,13 +257,25 @@ def _validate(values: dict[str, Any]) -> TrainConfig:
         raise ValueError(_validation_message(err)) from None
 
 
-def configs_from_args(args: argparse.Namespace) -> tuple[list[TrainConfig], Path | None]:
+@dataclass
+class Plan:
+    """What one ``sinreq train`` command runs: ``runs`` (one run or a grid), or, with lambda
+    tuning, the ``tune`` runs then ``finals[chosen lambda]`` (every candidate validated up front).
+    """
+
+    runs: list[TrainConfig]
+    summary: Path | None = None
+    tune: list[TrainConfig] = dataclass_field(default_factory=list)
+    finals: dict[float, list[TrainConfig]] = dataclass_field(default_factory=dict)
+
+
+def configs_from_args(args: argparse.Namespace) -> Plan:
     """Merge ``--config`` YAML and the flags given (flags win) into validated TrainConfigs.
 
     Without ``--grid`` that is one configuration. ``--grid seed=0,1 --grid lambda=0,1`` (or a
     ``grid:`` mapping in the YAML file) expands to the Cartesian product, each run in its own
-    folder ``OUT/seed0-lambda0`` and so on. All are validated before any is run. Returns the
-    configurations and the file for the grid's summary (None without a grid).
+    folder ``OUT/seed0-lambda0`` and so on. With ``--tune-lambdas`` the grid gives the final
+    seeds (see :mod:`sinreq.tuning`). Everything is validated before anything runs.
     """
     values: dict[str, Any] = {}
     grid: dict[str, list[Any]] = {}
@@ -256,24 +296,65 @@ def configs_from_args(args: argparse.Namespace) -> tuple[list[TrainConfig], Path
     values.update(
         {k: v for k, v in vars(args).items() if k in TrainConfig.model_fields and v is not None}
     )
-    if not grid:
-        return [_validate(values)], None
+    tuning = getattr(args, "tune_lambdas", None) or getattr(args, "tune_seeds", None)
+    if not grid and not tuning:
+        return Plan([_validate(values)])
+    if "out" not in values:
+        raise ValueError("--out: missing; give the folder the grid's runs go into")
+    summary = Path(args.grid_summary or Path(values["out"]) / "grid.json")
+    if not tuning:
+        return Plan(_expand(values, grid), summary)
+    lambdas = _number_list("--tune-lambdas", args.tune_lambdas, float)
+    tune_seeds = _number_list("--tune-seeds", args.tune_seeds, int)
+    if set(grid) - {"seed"}:
+        raise ValueError(f"--grid {next(iter(set(grid) - {'seed'}))}: with --tune-lambdas the "
+                         "grid may vary only seed (the final seeds)")  # fmt: skip
+    finals = {int(s) for s in grid.get("seed", [values.get("seed", 0)])}
+    if finals & set(tune_seeds):
+        both = min(finals & set(tune_seeds))
+        raise ValueError(f"--tune-seeds {args.tune_seeds}: seed {both} is also a final seed; "
+                         "allowed: seeds disjoint from --grid seed")  # fmt: skip
+    root = Path(values["out"])
+    grid = {"seed": sorted(finals)}
+    tune = _expand({**values, "phase": "tune", "out": str(root / "tune")},
+                   {"seed": tune_seeds, "lambda": lambdas})  # fmt: skip
+    final = {"phase": "final", "out": str(root / "final")}
+    return Plan(
+        runs=[],
+        summary=summary,
+        tune=tune,
+        finals={lam: _expand({**values, **final}, {**grid, "lambda": sorted({0.0, lam})})
+                for lam in lambdas},
+    )  # fmt: skip
+
+
+def _number_list(flag: str, text: str | None, kind: type) -> list:
+    try:
+        numbers = [kind(x) for x in (text or "").split(",") if x.strip()]
+    except ValueError:
+        numbers = []
+    if not numbers or any(x < 0 or x != x for x in numbers):
+        raise ValueError(f"{flag} {text!r}: allowed: a comma-separated list of numbers >= 0")
+    return numbers
+
+
+def _expand(values: dict[str, Any], grid: dict[str, list[Any]]) -> list[TrainConfig]:
+    """The Cartesian product of ``grid`` over ``values``, each run in ``OUT/<key><value>-...``."""
     keys = [_field_name(k) for k in grid]
     unknown = [k for k in keys if k not in TrainConfig.model_fields or k == "out"]
     if unknown:
         raise ValueError(f"--grid: cannot vary {unknown[0]!r}; allowed: any option except out")
-    if "out" not in values:
-        raise ValueError("--out: missing; give the folder the grid's runs go into")
     configs = []
     for combo in itertools.product(*(v if isinstance(v, list) else [v] for v in grid.values())):
-        name = "-".join(f"{k}{v}" for k, v in zip(grid, combo, strict=True))
+        name = "-".join(f"{k}{v:g}" if isinstance(v, float) else f"{k}{v}"
+                        for k, v in zip(grid, combo, strict=True))  # fmt: skip
         run = {
             **values,
             **dict(zip(keys, combo, strict=True)),
             "out": str(Path(values["out"]) / name),
         }
         configs.append(_validate(run))
-    return configs, Path(args.grid_summary or Path(values["out"]) / "grid.json")
+    return configs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -405,17 +486,40 @@ def snapped_weights(model: nn.Module, domain: str):
             layer.bits = bits
 
 
+def recalibrate_batchnorm(model: nn.Module, loader, batches: int, device: torch.device) -> None:
+    """Recompute BatchNorm running statistics over ``batches`` training batches (train-mode
+    forward passes, no gradients): quantization changes every layer's weight scale, so the
+    statistics left by the FP model or a short fine-tune describe another network.
+
+    A no-op for networks without BatchNorm or ``batches == 0``. The batches come in a fixed order
+    (the loader's generator is reseeded), and torch's global RNG is left as it was, so resuming a
+    run gives the same numbers.
+    """
+    if batches == 0 or not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in
+                               model.modules()):  # fmt: skip
+        return
+    loader.generator.manual_seed(0)
+    with torch.random.fork_rng(devices=[]):
+        torch.optim.swa_utils.update_bn(itertools.islice(loader, batches), model, device)
+
+
 @torch.no_grad()
-def near_level_fraction(model: nn.Module, domain: str) -> float:
-    """Fraction of quantized layers' weights within ``0.1 step`` of a level (``domain`` coords)."""
-    near = total = 0
-    for _, layer in quantized_layers(model):
-        x = weight_domain(layer.weight, layer.method, domain)
+def grid_stats(model: nn.Module, domain: str) -> dict[str, dict[str, float]]:
+    """Per quantized layer: bits, the fraction of weights within ``0.1 step`` of a level and the
+    mean ``sin^2(pi (x + s)/step)``, in ``domain`` coordinates: did the regularizer pull?"""
+    from sinreq.regularizers import sin2
+
+    out = {}
+    for name, layer in quantized_layers(model):
+        x = weight_domain(layer.weight.float(), layer.method, domain)
         step, _ = grid_period(layer.method, layer.bits)
         dist = (x - nearest_level(x, layer.method, layer.bits)).abs()
-        near += (dist <= NEAR_LEVEL_FRACTION * step).sum().item()
-        total += x.numel()
-    return near / total if total else float("nan")
+        out[name] = {
+            "bits": layer.bits,
+            "near_level_frac": (dist <= NEAR_LEVEL_FRACTION * step).float().mean().item(),
+            "sin2": sin2(x, layer.method, layer.bits, "latent").item(),  # x is already mapped
+        }
+    return out
 
 
 def plot_weights(model: nn.Module, path: Path, title: str) -> None:
@@ -506,6 +610,7 @@ def build_training(
         regularizer = build_regularizer(
             cfg.regularizer, cfg.lam, domain=cfg.domain, schedule=cfg.schedule, epochs=cfg.epochs,
             warmup_epochs=cfg.warmup_epochs, exclude_first_last=cfg.reg_exclude_first_last,
+            bits=None if cfg.reg_all_widths else cfg.bits,
         )  # fmt: skip
     optimizer = torch.optim.SGD(
         model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
@@ -569,8 +674,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                     step_model, regularizer, train_loader, optimizer, cfg, epoch, device, amp
                 )
                 scheduler.step()
+                if cfg.method != "fp":
+                    recalibrate_batchnorm(model, train_loader, cfg.bn_recalib_batches, device)
                 row["val_acc"] = evaluate(step_model, val_loader, device, amp, layout)
-                row["test_acc"] = evaluate(step_model, test_loader, device, amp, layout)
                 row["epoch_wall_s"] = time.perf_counter() - epoch_start
                 history.append(row)
                 mlflow.log_metrics(row, step=epoch + 1)
@@ -597,15 +703,32 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     return metrics
 
 
-def train_all(configs: list[TrainConfig], grid_summary: Path | None = None) -> None:
-    """Train each configuration in turn; for a grid, also write ``grid_summary``: the headline
-    metrics of every run, keyed by its folder name (a DVC metrics file)."""
-    results = {Path(cfg.out).name: train(cfg) for cfg in configs}
-    if grid_summary is not None:
-        keep = ("test_acc", "val_acc", "best_val_acc", "near_level_frac", "hard_round_test_acc")
+def train_all(plan: Plan) -> None:
+    """Run ``plan``: its runs in turn, or lambda tuning then the final seeds; with a grid, also
+    write ``plan.summary``: the headline metrics of every run, keyed by its folder (a DVC
+    metrics file)."""
+    from sinreq.tuning import choose_lambda
+
+    results = {_run_key(cfg): train(cfg) for cfg in plan.runs + plan.tune}
+    if plan.tune:
+        choice = choose_lambda([(c.lam, results[_run_key(c)]["val_acc"]) for c in plan.tune])
+        _write_json(Path(plan.tune[0].out).parent.parent / "lambda_choice.json", choice)
+        print(f"lambda {choice['chosen']:g} chosen on validation", file=sys.stderr)
+        results.update({_run_key(c): train(c) for c in plan.finals[choice["chosen"]]})
+    if plan.summary is not None:
+        keep = ("test_acc", "val_acc", "near_level_frac", "sin2", "hard_round_test_acc")
         summary = {name: {k: m[k] for k in keep if k in m} for name, m in results.items()}
-        grid_summary.parent.mkdir(parents=True, exist_ok=True)
-        _write_json(grid_summary, summary)
+        plan.summary.parent.mkdir(parents=True, exist_ok=True)
+        _write_json(plan.summary, summary)
+
+
+def _run_key(cfg: TrainConfig) -> str:
+    """``seed0-lambda1``, or ``tune/seed0-lambda1`` for a phase's run."""
+    return (
+        f"{cfg.phase}/{Path(cfg.out).name}"
+        if cfg.phase in ("tune", "final")
+        else Path(cfg.out).name
+    )
 
 
 def _log_run_header(
@@ -630,7 +753,7 @@ def _log_run_header(
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         **{f"version.{k}": v for k, v in config["package_versions"].items()},
     }
-    tags.update({k: getattr(cfg, k) for k in ("profile", "stage") if getattr(cfg, k)})
+    tags.update({k: getattr(cfg, k) for k in ("profile", "stage", "phase") if getattr(cfg, k)})
     mlflow.set_tags(tags)
     mlflow.log_dict({"layers": layers}, "layers_table.json")
 
@@ -695,28 +818,29 @@ def _epoch_line(epoch: int, epochs: int, row: dict[str, float]) -> str:
     return (
         f"epoch {epoch + 1}/{epochs}  ce {row['train_ce']:.4f}  reg {row['train_reg']:.4f}  "
         f"lambda {row['lambda']:g}  train {row['train_acc']:.2f}%  val {row['val_acc']:.2f}%  "
-        f"test {row['test_acc']:.2f}%  {row['images_per_s']:.0f} img/s"
+        f"{row['images_per_s']:.0f} img/s"
     )
 
 
 def _final_metrics(
     model, cfg: TrainConfig, history: list[dict], test_loader, device: torch.device, amp: bool
 ) -> dict[str, Any]:
-    best = max(range(len(history)), key=lambda i: history[i]["val_acc"])
+    """The final epoch's numbers. The test split is read here, once, after training: no epoch,
+    lambda or configuration is ever selected on it."""
+    layout = memory_format(device, cfg.compile)
     metrics: dict[str, Any] = {
-        "test_acc": history[-1]["test_acc"], "val_acc": history[-1]["val_acc"],
-        "best_val_acc": history[best]["val_acc"],
-        "best_test_acc": max(h["test_acc"] for h in history),
-        "test_acc_at_best_val": history[best]["test_acc"], "best_epoch": best + 1,
-        "epochs": len(history), "final_train_ce": history[-1]["train_ce"],
-        "final_train_reg": history[-1]["train_reg"],
+        "test_acc": evaluate(model, test_loader, device, amp, layout),
+        "val_acc": history[-1]["val_acc"], "epochs": len(history),
+        "final_train_ce": history[-1]["train_ce"], "final_train_reg": history[-1]["train_reg"],
         "wall_time_s": sum(h["epoch_wall_s"] for h in history),
         "images_per_s": sum(h["images_per_s"] for h in history) / len(history),
     }  # fmt: skip
     if cfg.method != "fp":
-        metrics["near_level_frac"] = near_level_fraction(model, cfg.domain)
+        layers = grid_stats(model, cfg.domain)
+        at_bits = [v for v in layers.values() if v["bits"] == cfg.bits]
+        metrics["near_level_frac"] = sum(v["near_level_frac"] for v in at_bits) / len(at_bits)
+        metrics["sin2"] = sum(v["sin2"] for v in at_bits) / len(at_bits)
+        metrics["layers"] = layers
         with snapped_weights(model, cfg.domain):
-            metrics["hard_round_test_acc"] = evaluate(
-                model, test_loader, device, amp, memory_format(device, cfg.compile)
-            )
+            metrics["hard_round_test_acc"] = evaluate(model, test_loader, device, amp, layout)
     return metrics

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import pickle
+import struct
 import tarfile
 import urllib.error
 import urllib.request
@@ -22,6 +24,14 @@ CIFAR_PER_BATCH = 20  # 5 training batches -> 100 training images
 CIFAR_TEST = 20
 SVHN_TRAIN = 30
 SVHN_TEST = 12
+FASHION_TRAIN = 30
+FASHION_TEST = 10
+FASHION_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -37,6 +47,12 @@ def no_network(monkeypatch):
         raise urllib.error.URLError("network disabled in tests")
 
     monkeypatch.setattr(urllib.request, "urlopen", refuse)
+
+
+@pytest.fixture(autouse=True)
+def no_debian_package(monkeypatch, tmp_path):
+    """Tests never see a Debian dataset-fashion-mnist installed on the machine."""
+    monkeypatch.setattr(data, "_FASHION_DEBIAN", tmp_path / "no-debian-package")
 
 
 def md5(path: Path) -> str:
@@ -132,6 +148,61 @@ def trust_svhn(monkeypatch, root: Path) -> None:
     monkeypatch.setattr(SVHN, "split_list", table)
 
 
+def idx(array: np.ndarray) -> bytes:
+    """The IDX format: big-endian magic (2051 images, 2049 labels) and dimensions, uint8 data."""
+    magic = {3: 2051, 1: 2049}[array.ndim]
+    return struct.pack(f">{1 + array.ndim}I", magic, *array.shape) + array.tobytes()
+
+
+def fashion_arrays() -> dict[str, np.ndarray]:
+    """IDX file name -> content. Image k (train 0..29, then test) is random with a white 1-pixel
+    frame and its id k in pixels (14, 14) and (14, 15); labels are random in 0..9."""
+    rng = np.random.default_rng(3)
+    arrays = {}
+    first = 0
+    for split, n in (("train", FASHION_TRAIN), ("t10k", FASHION_TEST)):
+        numbers = np.arange(first, first + n)
+        first += n
+        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        images[:, [0, -1], :] = 255
+        images[:, :, [0, -1]] = 255
+        images[:, 14, 14] = numbers % 256
+        images[:, 14, 15] = numbers // 256
+        arrays[f"{split}-images-idx3-ubyte"] = images
+        arrays[f"{split}-labels-idx1-ubyte"] = rng.integers(0, 10, size=n, dtype=np.uint8)
+    return arrays
+
+
+def write_fashion_gz(source: Path, arrays: dict[str, np.ndarray]) -> dict[str, bytes]:
+    """The four gzipped IDX files, as Debian ships them; returns the decompressed contents."""
+    source.mkdir(parents=True, exist_ok=True)
+    contents = {name: idx(array) for name, array in arrays.items()}
+    for name, content in contents.items():
+        (source / f"{name}.gz").write_bytes(gzip.compress(content))
+    return contents
+
+
+def trust_fashion(monkeypatch, contents: dict[str, bytes]) -> None:
+    """Make the published Fashion-MNIST MD5 table describe the generated files."""
+    table = {name: hashlib.md5(contents[name]).hexdigest() for name in FASHION_FILES}
+    monkeypatch.setattr(data, "_FASHION_MD5", table)
+
+
+@pytest.fixture
+def fashion(tmp_path, monkeypatch) -> tuple[Path, dict[str, np.ndarray], dict[str, bytes]]:
+    """(source folder of trusted generated .gz files, their arrays, their decompressed bytes)."""
+    arrays = fashion_arrays()
+    contents = write_fashion_gz(tmp_path / "gz", arrays)
+    trust_fashion(monkeypatch, contents)
+    return tmp_path / "gz", arrays, contents
+
+
+def fashion_ident(image: torch.Tensor) -> int:
+    """The id of a padded, normalised Fashion-MNIST image: raw pixels (14, 14) and (14, 15)."""
+    low, high = ((image[0, 16, 16:18].double() * 0.5 + 0.5) * 255).round().long().tolist()
+    return low + 256 * high
+
+
 def write_imagenet(root: Path, names=("n01", "n02", "n03", "n04"), per_class=5, val=2) -> None:
     """ImageFolder tree: random JPEG training images, solid-colour PNG validation images."""
     from PIL import Image
@@ -174,7 +245,7 @@ def test_unknown_name_lists_the_choices(call, tmp_path):
         call("mnist", tmp_path)
     assert isinstance(err.value, ValueError)
     assert str(err.value) == "unknown dataset 'mnist'; choose one of: " + ", ".join(DATASETS)
-    assert DATASETS == ("digits", "cifar10", "svhn", "imagenet")
+    assert DATASETS == ("digits", "cifar10", "svhn", "fashion_mnist", "imagenet")
 
 
 @pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1])
@@ -436,6 +507,200 @@ def test_svhn_parser_rejects_bad_labels(tmp_path):
     with pytest.raises(DatasetError) as err:
         data._load_svhn(tmp_path)
     assert_one_line(err, str(tmp_path / "test_32x32.mat"), "labels y 1..10")
+
+
+# ----------------------------------------------------------------------------- Fashion-MNIST
+
+
+def test_fashion_import_pads_replicates_and_keeps_labels(tmp_path, fashion):
+    source, arrays, contents = fashion
+    root = tmp_path / "data"
+    raw = root / "FashionMNIST" / "raw"
+    assert download("fashion_mnist", root, source=source) == raw
+    assert sorted(p.name for p in raw.iterdir()) == sorted(FASHION_FILES)  # no temporary left
+    for name in FASHION_FILES:
+        assert (raw / name).read_bytes() == contents[name]
+    splits = build_splits("fashion_mnist", root, val_fraction=0.2, split_seed=0)
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (24, 6, FASHION_TEST)
+    assert (splits.num_classes, splits.image_size) == (10, 32)
+    train_ids = [fashion_ident(splits.train[i][0]) for i in range(len(splits.train))]
+    val_ids = [fashion_ident(splits.val[i][0]) for i in range(len(splits.val))]
+    test_ids = [fashion_ident(splits.test[i][0]) for i in range(len(splits.test))]
+    assert set(train_ids).isdisjoint(val_ids)
+    assert sorted(train_ids + val_ids) == list(range(FASHION_TRAIN))
+    assert test_ids == list(range(FASHION_TRAIN, FASHION_TRAIN + FASHION_TEST))
+    for split, split_ids in ((splits.train, train_ids), (splits.val, val_ids)):
+        for i, k in enumerate(split_ids):
+            image, label = split[i]
+            raw_image = arrays["train-images-idx3-ubyte"][k]
+            assert label == arrays["train-labels-idx1-ubyte"][k]
+            padded = np.zeros((32, 32), dtype=np.uint8)
+            padded[2:30, 2:30] = raw_image
+            expected = normalised(np.stack([padded] * 3))
+            assert image.shape == (3, 32, 32) and image.dtype == torch.float32
+            np.testing.assert_allclose(image.numpy(), expected, atol=1e-6)
+    test_labels = [splits.test[i][1] for i in range(FASHION_TEST)]
+    assert test_labels == arrays["t10k-labels-idx1-ubyte"].tolist()
+    for split in (splits.train, splits.val, splits.test):
+        image = split[0][0]
+        assert torch.equal(image[0], image[1]) and torch.equal(image[0], image[2])
+        pixels = ((image * 0.5 + 0.5) * 255).round()
+        border = torch.ones(32, 32, dtype=torch.bool)
+        border[2:30, 2:30] = False
+        assert pixels[:, border].abs().max() == 0  # 2-pixel black padding
+        assert pixels[:, 2, 2:30].min() == 255 and pixels[:, 2:30, 29].min() == 255  # raw frame
+    assert torch.equal(splits.train[0][0], splits.train[0][0])  # never augmented
+
+
+def test_fashion_generated_files_fail_the_real_checksums(tmp_path):
+    contents = write_fashion_gz(tmp_path / "gz", fashion_arrays())
+    with pytest.raises(DatasetError) as err:
+        download("fashion_mnist", tmp_path / "data", source=tmp_path / "gz")
+    assert_one_line(err, str(tmp_path / "gz" / "train-images-idx3-ubyte.gz"), "corrupt")
+    raw = tmp_path / "data" / "FashionMNIST" / "raw"
+    assert list(raw.iterdir()) == []
+    for name, content in contents.items():  # placed by hand: build_splits still refuses them
+        (raw / name).write_bytes(content)
+    with pytest.raises(DatasetError) as err:
+        build_splits("fashion_mnist", tmp_path / "data")
+    assert_one_line(
+        err, "checksum mismatch: " + ", ".join(FASHION_FILES), "sinreq download fashion_mnist"
+    )
+
+
+@pytest.mark.parametrize("where", ["content", "gz stream"])
+def test_fashion_import_rejects_a_flipped_byte(tmp_path, fashion, where):
+    source, _, contents = fashion
+    name = "t10k-images-idx3-ubyte"
+    if where == "content":
+        flipped = bytearray(contents[name])
+        flipped[500] ^= 0x01
+        (source / f"{name}.gz").write_bytes(gzip.compress(bytes(flipped)))
+    else:
+        packed = bytearray((source / f"{name}.gz").read_bytes())
+        packed[len(packed) // 2] ^= 0x01
+        (source / f"{name}.gz").write_bytes(bytes(packed))
+    root = tmp_path / "data"
+    with pytest.raises(DatasetError) as err:
+        download("fashion_mnist", root, source=source)
+    assert_one_line(err, str(source / f"{name}.gz"))
+    raw = root / "FashionMNIST" / "raw"
+    assert sorted(p.name for p in raw.iterdir()) == [
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+    ]
+    with pytest.raises(DatasetError) as err:
+        build_splits("fashion_mnist", root)
+    assert_one_line(err, "missing: t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte")
+
+
+def test_fashion_import_missing_source_files(tmp_path, fashion):
+    source, _, _ = fashion
+    (source / "train-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DatasetError) as err:
+        download("fashion_mnist", tmp_path / "data", source=source)
+    assert_one_line(err, f"missing in {source}: train-labels-idx1-ubyte.gz;")
+    assert not (tmp_path / "data" / "FashionMNIST").exists()
+    with pytest.raises(DatasetError) as err:
+        download("fashion_mnist", tmp_path / "data", source=tmp_path / "nowhere")
+    assert_one_line(err, str(tmp_path / "nowhere"), *(f"{name}.gz" for name in FASHION_FILES))
+
+
+def test_fashion_missing_folder(tmp_path):
+    with pytest.raises(DatasetError) as err:
+        build_splits("fashion_mnist", tmp_path)
+    assert_one_line(
+        err,
+        f"{tmp_path / 'FashionMNIST' / 'raw'} does not exist",
+        f"run: sinreq download fashion_mnist --root {tmp_path}",
+    )
+
+
+def test_fashion_uses_the_debian_folder_and_then_does_no_work(tmp_path, fashion, monkeypatch):
+    source, _, contents = fashion
+    monkeypatch.setattr(data, "_FASHION_DEBIAN", source)
+    root = tmp_path / "data"
+    raw = root / "FashionMNIST" / "raw"
+    assert download("fashion_mnist", root) == raw  # the network is disabled: Debian's copy
+    assert (raw / "t10k-labels-idx1-ubyte").read_bytes() == contents["t10k-labels-idx1-ubyte"]
+    # present and intact: nothing is imported or fetched, even with no source left at all
+    monkeypatch.setattr(data, "_FASHION_DEBIAN", tmp_path / "gone")
+    for gz in source.iterdir():
+        gz.unlink()
+    before = {p.name: p.stat().st_mtime_ns for p in raw.iterdir()}
+    assert download("fashion_mnist", root) == raw
+    assert download("fashion_mnist", root, source=source) == raw
+    assert {p.name: p.stat().st_mtime_ns for p in raw.iterdir()} == before
+
+
+@pytest.mark.parametrize("failure", ["patched", "no network"])
+def test_fashion_download_failure_names_both_fixes(tmp_path, monkeypatch, failure):
+    from torchvision.datasets import FashionMNIST
+
+    if failure == "patched":
+
+        def refuse(self):
+            raise OSError("simulated outage")
+
+        monkeypatch.setattr(FashionMNIST, "download", refuse)
+    root = tmp_path / "data"
+    with pytest.raises(DatasetError) as err:
+        download("fashion_mnist", root)
+    assert_one_line(
+        err,
+        f"could not download Fashion-MNIST into {root}",
+        "simulated outage" if failure == "patched" else "network disabled in tests",
+        "apt-get install dataset-fashion-mnist",
+        f"sinreq download fashion_mnist --root {root} --from DIR_WITH_GZ_FILES",
+    )
+
+
+def test_fashion_download_with_torchvision_repairs_corrupt_files(tmp_path, fashion, monkeypatch):
+    from torchvision.datasets import FashionMNIST
+
+    source, _, contents = fashion
+    resources = [(f"{name}.gz", md5(source / f"{name}.gz")) for name in FASHION_FILES]
+    monkeypatch.setattr(FashionMNIST, "resources", resources)
+    web = FakeWeb({FashionMNIST.mirrors[0] + gz: (source / gz).read_bytes() for gz, _ in resources})
+    monkeypatch.setattr(urllib.request, "urlopen", web)
+    root = tmp_path / "data"
+    raw = root / "FashionMNIST" / "raw"
+    assert download("fashion_mnist", root) == raw
+    assert len(web.requests) >= 4
+    assert (raw / "train-images-idx3-ubyte").read_bytes() == contents["train-images-idx3-ubyte"]
+    # a corrupted decompressed file is replaced, not reported as corrupt after the download
+    flipped = bytearray(contents["train-labels-idx1-ubyte"])
+    flipped[-1] ^= 0x01
+    (raw / "train-labels-idx1-ubyte").write_bytes(bytes(flipped))
+    assert download("fashion_mnist", root) == raw
+    assert (raw / "train-labels-idx1-ubyte").read_bytes() == contents["train-labels-idx1-ubyte"]
+    assert len(build_splits("fashion_mnist", root).test) == FASHION_TEST
+
+
+def test_source_is_only_for_fashion_mnist(tmp_path):
+    with pytest.raises(DatasetError) as err:
+        download("cifar10", tmp_path, source=tmp_path)
+    assert_one_line(err, "only supported for fashion_mnist", "cifar10")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_download_fashion_from_folder(tmp_path, fashion, capsys):
+    from sinreq.cli import main
+
+    source, _, contents = fashion
+    root = tmp_path / "data"
+    assert main(["download", "fashion_mnist", "--root", str(root), "--from", str(source)]) == 0
+    raw = root / "FashionMNIST" / "raw"
+    assert capsys.readouterr().out == f"{raw}\n"
+    assert (raw / "t10k-images-idx3-ubyte").read_bytes() == contents["t10k-images-idx3-ubyte"]
+    bad = tmp_path / "empty"
+    bad.mkdir()
+    code = main(["download", "fashion_mnist", "--root", str(tmp_path / "d2"), "--from", str(bad)])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == ""
+    assert captured.err.count("\n") == 1 and "Traceback" not in captured.err
+    assert captured.err.startswith("sinreq download: error: Fashion-MNIST files missing in ")
+    assert str(bad) in captured.err and "train-images-idx3-ubyte.gz" in captured.err
 
 
 # ----------------------------------------------------------------------------- ImageNet
