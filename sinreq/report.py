@@ -318,23 +318,36 @@ def lambda_selection(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def mechanism_table(results: pd.DataFrame) -> pd.DataFrame:
-    """Per configuration, Q against Q+SinReQ at the end of training (means over seeds, layers at
-    the run's bit width): the fraction of weights within 0.1 step of a level, and the mean
-    sin^2 (0 on the levels, 1/2 for weights spread evenly): did the regularizer pull?"""
+    """Per configuration and layer at the run's bit width, Q against Q+SinReQ at the end of
+    training (means over seeds): the fraction of weights within 0.1 step of a level and the mean
+    sin^2 (0 on the levels, 1/2 for weights spread evenly): did the regularizer pull at all?
+
+    Per-layer numbers come from each run's ``metrics.json`` (``layers``); a run without them
+    contributes its run-level means as layer ``all``."""
     import pandas as pd
 
     df = reported_runs(_with_defaults(results))
-    df = df[df["method"] != "fp"].assign(
-        variant=lambda d: np.where(d["lambda"] > 0, "q+sinreq", "q")
-    )
+    df = df[df["method"] != "fp"]
     rows = []
-    for key, runs in df.groupby([*CONFIG_KEYS, "variant"], dropna=False, sort=True):
-        rows.append({**dict(zip([*CONFIG_KEYS, "variant"], key, strict=True)),
-                     "lambda": runs["lambda"].max(), "n": len(runs),
-                     "near_level_frac": runs["near_level_frac"].mean(),
-                     "sin2": runs["sin2"].mean()})  # fmt: skip
-    return pd.DataFrame(rows, columns=[*CONFIG_KEYS, "variant", "lambda", "n", "near_level_frac",
-                                       "sin2"])  # fmt: skip
+    for _, run in df.iterrows():
+        metrics = _read_object(Path(run["path"]) / "metrics.json") if "path" in run else {}
+        layers = metrics.get("layers") or {}
+        chosen = {name: v for name, v in layers.items() if v.get("bits") == run["bits"]}
+        if not chosen:
+            chosen = {"all": {"near_level_frac": run["near_level_frac"], "sin2": run["sin2"]}}
+        variant = "q+sinreq" if run["lambda"] > 0 else "q"
+        for name, v in chosen.items():
+            rows.append({**{k: run[k] for k in CONFIG_KEYS}, "lambda": run["lambda"],
+                         "variant": variant, "layer": name,
+                         "near_level_frac": v["near_level_frac"], "sin2": v["sin2"]})  # fmt: skip
+    columns = [*CONFIG_KEYS, "variant", "layer", "lambda", "n", "near_level_frac", "sin2"]
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    table = pd.DataFrame(rows).groupby([*CONFIG_KEYS, "variant", "layer"], dropna=False).agg(
+        **{"lambda": ("lambda", "max"), "n": ("sin2", "size"),
+           "near_level_frac": ("near_level_frac", "mean"), "sin2": ("sin2", "mean")}
+    )  # fmt: skip
+    return table.reset_index()[columns]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1009,13 +1022,13 @@ def _selection_markdown(selection: pd.DataFrame) -> list[str]:
 def _mechanism_markdown(mechanism: pd.DataFrame) -> list[str]:
     if mechanism.empty:
         return ["Not measured.", ""]
-    rows = [[r["model"], _config_label(r), r["variant"], f"{r['lambda']:g}", str(r["n"]),
-             _fmt(100 * r["near_level_frac"], ".1f"), _fmt(r["sin2"], ".3f")]
+    rows = [[r["model"], _config_label(r), r["layer"], r["variant"], f"{r['lambda']:g}",
+             str(r["n"]), _fmt(100 * r["near_level_frac"], ".1f"), _fmt(r["sin2"], ".3f")]
             for _, r in mechanism.iterrows()]  # fmt: skip
-    headers = ["model", "config", "variant", "lambda", "runs", "weights within 0.1 step of a "
-               "level (%)", "mean sin^2"]  # fmt: skip
+    headers = ["model", "config", "layer", "variant", "lambda", "runs", "weights within 0.1 "
+               "step of a level (%)", "mean sin^2"]  # fmt: skip
     return [
-        "Layers at the run's bit width, end of training, mean over final seeds. Uniformly "
+        "Each layer at the run's bit width, end of training, mean over final seeds. Uniformly "
         "spread weights give 20 % and 0.5; weights on the levels give 100 % and 0.",
         "",
         _table(headers, rows, markdown=True),
@@ -1132,7 +1145,8 @@ def _summary_markdown(
 
 
 def _plot_mechanism(mechanism: pd.DataFrame, path: Path) -> None:
-    """Two panels (near-level fraction, mean sin^2): per configuration, Q beside Q+SinReQ."""
+    """Two panels (near-level fraction, mean sin^2): per configuration (mean over its layers),
+    Q beside Q+SinReQ."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(max(8.0, 0.9 * len(mechanism) + 3), 3.6))
     configs = mechanism.drop_duplicates(list(CONFIG_KEYS)).reset_index(drop=True)

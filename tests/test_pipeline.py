@@ -60,8 +60,23 @@ def test_default_profile_resolves_to_the_promised_grid():
     for method in ("dorefa", "wrpn"):
         for bits in (3, 4, 5):
             assert sum(f"--method {method} --bits {bits} " in c for c in quant) == len(models)
-    assert all("--grid seed=0,1 " in c and "--grid lambda=0," in c for c in quant)
+    final, tune = params["seeds"]["final"], params["seeds"]["tune"]
+    assert len(final.split(",")) >= 3 and not set(final.split(",")) & set(tune.split(","))
+    assert all(f"--grid seed={final} " in c and f"--tune-seeds {tune} " in c for c in quant)
+    assert all("--tune-lambdas " in c and "--grid lambda" not in c for c in quant)
+    assert all(f"--grid seed={tune},{final} " in c and "--phase final" in c for c in fp)
     assert {"prepare@digits", "report", "check"} <= set(stages)
+
+
+def test_fashion_profile_resolves_to_the_cpu_study(tmp_path):
+    repo = _copy_repo(tmp_path, "fashion")
+    stages = _stages(repo)
+    quant = [c for n, c in stages.items() if n.startswith("quant@")]
+    assert len(quant) == 2 * 3 and "prepare@fashion_mnist" in stages
+    assert all("--dataset fashion_mnist " in c and "--act-bits bits " in c for c in quant)
+    assert all("--grid seed=0,1,2,3,4 " in c and "--tune-seeds 100,101 " in c for c in quant)
+    assert all("--domain normalized " in c and "--reg-all-widths false " in c for c in quant)
+    assert "--out reports/fashion " in stages["report"]
 
 
 def test_paper_profile_resolves_to_the_full_study(tmp_path):
@@ -81,7 +96,8 @@ def test_paper_profile_resolves_to_the_full_study(tmp_path):
         cmds = [c for c in quant.values() if f"--model {model} " in c]
         assert len(cmds) == 6, model
         assert all(f"--dataset {dataset} " in c and "--device cuda" in c for c in cmds)
-        assert all("--grid seed=0,1,2 " in c and "--batch_size 256" in c for c in cmds)
+        assert all("--grid seed=0,1,2,3,4 " in c and "--batch_size 256" in c for c in cmds)
+        assert all("--tune-seeds 100,101 " in c and "--domain normalized " in c for c in cmds)
     assert {"prepare@cifar10", "prepare@svhn"} <= set(stages)
     assert "prepare@imagenet" not in stages  # user-supplied through data.dvc
 
@@ -95,37 +111,41 @@ def test_tiny_profile_end_to_end(tmp_path):
 
     import pandas as pd
 
-    results = pd.read_csv(repo / "reports" / "results.csv")
-    assert len(results) == 1 + 2 * 2  # FP + (dorefa, wrpn) x (SinReQ off, on), one seed
-    assert set(results["method"]) == {"fp", "dorefa", "wrpn"}
-    assert sorted(results["lambda"].tolist()) == [0.0, 0.0, 0.0, 1.0, 1.0]
-    gap = pd.read_csv(repo / "reports" / "gap_closure.csv")
-    assert len(gap) == 2 and set(gap["bits"]) == {3}
-    for png in ("acc_vs_bits.png", "gap_closure.png", "weight_hist.png"):
-        assert (repo / "reports" / png).read_bytes()[:4] == b"\x89PNG"
-    assert "Claim" in (repo / "reports" / "check.txt").read_text() or (
-        "NOT MEASURED" in (repo / "reports" / "check.txt").read_text()
-    )
+    reports = repo / "reports" / "tiny"
+    results = pd.read_csv(reports / "results.csv")
+    # FP baselines of seeds 10 and 0, FP continued for seed 0; per method one tuning run
+    # (seed 10, lambda 1) and the final seed 0 at lambda 0 and 1.
+    assert len(results) == 2 + 1 + 2 * 3
+    assert results.groupby("phase").size().to_dict() == {"baseline": 2, "final": 5, "tune": 2}
+    assert set(results.loc[results["phase"] == "tune", "seed"]) == {10}
+    gap = pd.read_csv(reports / "gap_closure.csv")
+    assert len(gap) == 2 and set(gap["bits"]) == {3} and (gap["q_n"] == 1).all()
+    fp_cont = results[(results["method"] == "fp") & (results["phase"] == "final")]
+    assert gap["fp_mean"].tolist() == pytest.approx([fp_cont["test_acc"].item()] * 2)
+    selection = pd.read_csv(reports / "lambda_selection.csv")
+    assert selection["chosen"].all() and (selection["final_lambda"] == 1.0).all()
+    for png in ("acc_vs_bits.png", "gap_closure.png", "weight_hist.png", "mechanism.png"):
+        assert (reports / png).read_bytes()[:4] == b"\x89PNG"
+    assert "NOT MEASURED" in (reports / "check.txt").read_text()
 
     shown = subprocess.run([str(BIN / "dvc"), "metrics", "show", "--json"], cwd=repo, env=_env(),
                            capture_output=True, text=True, check=True).stdout  # fmt: skip
     metrics = json.loads(shown)
     files = next(iter(metrics.values()))["data"]
-    assert "reports/summary.json" in files and "metrics/fp-cifar10_convnet.json" in files
-    fp_metrics = files["metrics/fp-cifar10_convnet.json"]["data"]["seed0"]
-    assert fp_metrics["test_acc"] == pytest.approx(
-        results.loc[results["method"] == "fp", "test_acc"].item()
-    )
+    assert "reports/tiny/summary.json" in files and "metrics/tiny/fp-cifar10_convnet.json" in files
+    fp_metrics = files["metrics/tiny/fp-cifar10_convnet.json"]["data"]["seed0"]
+    baseline = results[(results["method"] == "fp") & (results["phase"] == "baseline")]
+    assert fp_metrics["test_acc"] == pytest.approx(baseline.set_index("seed").loc[0, "test_acc"])
 
     import mlflow
 
     mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["sinreq-tiny"])
-    assert len(runs) == 5 + 1  # five training runs and the report run
+    assert len(runs) == 9 + 1  # nine training runs and the report run
     assert set(runs["status"]) == {"FINISHED"}
     assert set(runs["tags.profile"].dropna()) == {"tiny"}
 
     again = subprocess.run([str(BIN / "dvc"), "repro"], cwd=repo, env=_env(),
                            capture_output=True, text=True, check=True).stdout  # fmt: skip
     assert "Running stage" not in again, again
-    assert len(mlflow.search_runs(experiment_names=["sinreq-tiny"])) == 6
+    assert len(mlflow.search_runs(experiment_names=["sinreq-tiny"])) == 10

@@ -26,7 +26,9 @@ from sinreq.report import (
     collect_results,
     gap_closure,
     gap_table,
+    lambda_selection,
     load_reference,
+    mechanism_table,
     report_command,
     summary,
 )
@@ -41,8 +43,9 @@ WRPN_GAIN = {0: 1.0, 1: -1.0, 2: 0.6}  # noisy gain: mean 0.2, std sqrt(1.12)
 MSQE_ACC = 84.0  # one MSQE run: dorefa w3, seed 0
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 REPORT_FILES = (
-    "results.csv", "gap_closure.csv", "acc_vs_bits.csv", "summary.json", "summary.md",
-    "acc_vs_bits.png", "gap_closure.png", "weight_hist.png",
+    "results.csv", "gap_closure.csv", "lambda_selection.csv", "mechanism.csv", "acc_vs_bits.csv",
+    "summary.json", "summary.md", "acc_vs_bits.png", "gap_closure.png", "weight_hist.png",
+    "mechanism.png",
 )  # fmt: skip
 
 
@@ -69,6 +72,8 @@ def write_run(
     profile: str = "default",
     state: dict | None = None,
     layers: list | None = None,
+    phase: str | None = None,
+    val_acc: float | None = None,
 ) -> Path:
     """A run folder as ``sinreq train`` writes it (config, metrics, layers, checkpoint)."""
     folder = root / name
@@ -81,15 +86,16 @@ def write_run(
         "batch_size": 64, "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "lr_milestones": [],
         "lr_gamma": 0.2, "seed": seed, "init_from": None, "out": str(folder),
         "tracking_uri": "sqlite:///unused.db", "experiment": "sinreq", "device": "cpu",
-        "profile": profile, "stage": None, "git_commit": "0" * 40, "package_versions": {},
+        "profile": profile, "stage": None, "phase": phase, "git_commit": "0" * 40,
+        "package_versions": {},
     }  # fmt: skip
     metrics = {
-        "test_acc": test_acc, "val_acc": test_acc - 0.5, "best_test_acc": test_acc + 0.25,
-        "best_val_acc": test_acc, "best_epoch": 3, "epochs": 3, "wall_time_s": 2.0,
-        "images_per_s": 500.0,
+        "test_acc": test_acc, "val_acc": test_acc - 0.5 if val_acc is None else val_acc,
+        "epochs": 3, "wall_time_s": 2.0, "images_per_s": 500.0,
     }  # fmt: skip
     if method != "fp":
-        metrics.update(near_level_frac=0.9 if lam else 0.3, hard_round_test_acc=test_acc - 1)
+        metrics.update(near_level_frac=0.9 if lam else 0.3, sin2=0.1 if lam else 0.4,
+                       hard_round_test_acc=test_acc - 1)  # fmt: skip
     (folder / "config.json").write_text(json.dumps(config))
     (folder / "metrics.json").write_text(json.dumps(metrics))
     (folder / "layers.json").write_text(json.dumps(layers or []))
@@ -143,7 +149,8 @@ def report(grid, mlflow_store, tmp_path_factory) -> Path:
     shutil.copy(REPO / "reports" / "paper_reference.yaml", out / "paper_reference.yaml")
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(home)
-        report_command([grid], out, tracking_uri=uri, experiment="report-test")
+        report_command([grid], out, tracking_uri=uri, experiment="report-test",
+                       reference=out / "paper_reference.yaml")  # fmt: skip
     return out
 
 
@@ -190,13 +197,13 @@ def test_summary_mean_of_ratios_vs_ratio_of_means():
     assert gap.loc[4, "closure_%"] == pytest.approx(10.0)
     assert list(gap["gain"]) == pytest.approx([5.0, 2.0])
     assert list(gap["gap"]) == pytest.approx([10.0, 20.0])
-    # One seed: no test is possible, and an untested gain never "exceeds noise".
-    assert gap["p_value"].isna().all() and not gap["gain_exceeds_noise"].any()
+    # One seed: no test is possible.
+    assert gap["p_value"].isna().all() and set(gap["verdict"]) == {"untested"}
     dorefa = summary(gap_table(results))["dorefa"]
     assert dorefa["closure_mean_of_ratios"] == pytest.approx(30.0)
     assert dorefa["closure_ratio_of_means"] == pytest.approx(100 * 3.5 / 15)
     assert dorefa["mean_gain_points"] == pytest.approx(3.5)
-    assert dorefa["n_configs"] == 2 and dorefa["n_gain_exceeds_noise"] == 0
+    assert dorefa["n_configs"] == 2 and dorefa["n_gain"] == 0
 
 
 def test_summary_leaves_nonpositive_gaps_out_of_the_mean_of_ratios():
@@ -216,40 +223,96 @@ def test_summary_leaves_nonpositive_gaps_out_of_the_mean_of_ratios():
     assert numbers["wrpn"]["n_configs"] == 0 and math.isnan(numbers["wrpn"]["mean_gain_points"])
 
 
-def _paired_p(diffs: list[float]) -> float:
-    """One-sided paired t-test by hand: t = mean / (sd / sqrt(n)), p = P(T_{n-1} > t)."""
+def _paired(diffs: list[float]) -> tuple[float, float, float]:
+    """Two-sided paired t-test by hand: t = mean / (sd / sqrt(n)), p = 2 P(T_{n-1} > |t|), and
+    the 95 % interval mean +- t_{0.975, n-1} sd / sqrt(n)."""
     d = np.array(diffs)
-    t = d.mean() / (d.std(ddof=1) / math.sqrt(len(d)))
-    return float(stats.t.sf(t, len(d) - 1))
+    se = d.std(ddof=1) / math.sqrt(len(d))
+    half = stats.t.ppf(0.975, len(d) - 1) * se
+    return float(2 * stats.t.sf(abs(d.mean() / se), len(d) - 1)), d.mean() - half, d.mean() + half
 
 
 @pytest.mark.parametrize(
-    ("gains", "exceeds"),
-    [((2.9, 3.0, 3.1), True), ((1.0, -1.0, 0.6), False)],  # t = 52 (p ~ 2e-4); t = 0.33
-)
-def test_paired_noise_test(gains, exceeds):
+    ("gains", "verdict"),
+    [((2.9, 3.0, 3.1), "gain"), ((1.0, -1.0, 0.6), "no difference"),
+     ((-2.9, -3.0, -3.1), "harm")],  # t = 52 (p ~ 4e-4); t = 0.33; t = -52
+)  # fmt: skip
+def test_paired_two_sided_test_and_interval(gains, verdict):
     rows = [("fp", None, s, 0.0, 91.0) for s in SEEDS]
     rows += [("dorefa", 3, s, 0.0, 83.0 + OFFSET[s]) for s in SEEDS]
     rows += [("dorefa", 3, s, 1.0, 83.0 + OFFSET[s] + gains[s]) for s in SEEDS]
     row = gap_table(hand_results(rows)).iloc[0]
-    assert row["test"] == "paired t" and row["n_paired"] == 3
-    assert row["p_value"] == pytest.approx(_paired_p(list(gains)))
-    assert bool(row["gain_exceeds_noise"]) is exceeds
-    assert row["gain_seed_min"] == pytest.approx(min(gains))
-    assert row["gain_seed_max"] == pytest.approx(max(gains))
-    assert row["gain_seed_std"] == pytest.approx(np.std(gains, ddof=1))
+    p, low, high = _paired(list(gains))
+    assert row["n_paired"] == 3 and row["p_value"] == pytest.approx(p)
+    assert (row["diff_ci_low"], row["diff_ci_high"]) == pytest.approx((low, high))
+    assert row["p_holm"] == pytest.approx(p) and row["verdict"] == verdict  # a family of one
 
 
-def test_welch_test_when_seeds_are_not_paired():
-    # Q seeds 0-2: 82, 83, 84; Q+SinReQ seeds 3-5: 86, 87, 88 (no seed in common).
-    # Welch: t = 4 / sqrt(1/3 + 1/3) = 4.899, df = (2/3)^2 / (2 (1/3)^2 / 2) = 4.
+def test_holm_correction_across_configurations():
+    # Two configurations with p = 0.026 and 0.035 each alone would be gains; Holm over the two
+    # multiplies the smaller by 2 (0.052) and both stay "no difference".
+    rows = [("fp", None, s, 0.0, 91.0) for s in SEEDS]
+    for bits, gains in ((3, (1.0, 1.4, 1.8)), (4, (1.0, 1.5, 2.0))):
+        rows += [("dorefa", bits, s, 0.0, 83.0) for s in SEEDS]
+        rows += [("dorefa", bits, s, 1.0, 83.0 + gains[s]) for s in SEEDS]
+    gap = gap_table(hand_results(rows)).set_index("bits")
+    p3, p4 = _paired([1.0, 1.4, 1.8])[0], _paired([1.0, 1.5, 2.0])[0]
+    assert p3 < 0.05 and p4 < 0.05
+    assert gap.loc[3, "p_holm"] == pytest.approx(min(1, max(2 * min(p3, p4), max(p3, p4))))
+    assert set(gap["verdict"]) == {"no difference"}
+
+
+def test_unpaired_seeds_are_untested():
+    # Q seeds 0-2, Q+SinReQ seeds 3-5: no seed in common, so no paired difference exists.
     rows = [("dorefa", 3, s, 0.0, 82.0 + s) for s in (0, 1, 2)]
     rows += [("dorefa", 3, s, 1.0, 83.0 + s) for s in (3, 4, 5)]
     row = gap_table(hand_results(rows)).iloc[0]
-    assert row["test"] == "Welch t" and row["n_paired"] == 0
-    assert row["p_value"] == pytest.approx(stats.t.sf(4 / math.sqrt(2 / 3), 4))
-    assert bool(row["gain_exceeds_noise"])
+    assert row["n_paired"] == 0 and row["verdict"] == "untested"
     assert math.isnan(row["fp_mean"]) and math.isnan(row["closure_%"])  # no FP run
+
+
+def test_tuning_runs_and_fp_baselines_stay_out_of_the_tables(tmp_path):
+    # Baseline FP 90 (phase baseline), continued FP 92 (phase final); tune runs with absurd test
+    # accuracies (0 and 100) must not move anything; final Q 80, QS 84.
+    for s in SEEDS:
+        write_run(tmp_path, f"fp-{s}", method="fp", test_acc=90.0, seed=s, phase="baseline")
+        write_run(tmp_path, f"fpc-{s}", method="fp", test_acc=92.0, seed=s, phase="final")
+        write_run(tmp_path, f"q-{s}", method="dorefa", test_acc=80.0, seed=s, phase="final")
+        write_run(tmp_path, f"qs-{s}", method="dorefa", lam=1.0, test_acc=84.0 + 0.1 * s,
+                  seed=s, phase="final")  # fmt: skip
+    for s in (10, 11):
+        write_run(tmp_path, f"t0-{s}", method="dorefa", test_acc=0.0, seed=s, phase="tune")
+        write_run(tmp_path, f"t1-{s}", method="dorefa", lam=1.0, test_acc=100.0, seed=s,
+                  phase="tune")  # fmt: skip
+    row = gap_table(collect_results([tmp_path])).iloc[0]
+    assert row["fp_mean"] == pytest.approx(92.0) and row["fp_n"] == 3
+    assert (row["q_n"], row["qs_n"]) == (3, 3) and row["q_mean"] == pytest.approx(80.0)
+    assert row["gap"] == pytest.approx(12.0) and row["gain"] == pytest.approx(4.1)
+
+
+def test_lambda_selection_ignores_test_accuracy(tmp_path):
+    # The trap: lambda 10 has the best test accuracy of the tuning runs but the worst validation
+    # accuracy; lambda 0.1 is best on validation and must be the one chosen. Lambda 0 is never
+    # chosen, even with the best validation accuracy.
+    tuning = {0.0: (95.0, 50.0), 0.1: (90.0, 60.0), 1.0: (85.0, 70.0), 10.0: (80.0, 99.0)}
+    for s in (10, 11):
+        for lam, (val, test) in tuning.items():
+            write_run(tmp_path, f"t{lam}-{s}", method="dorefa", lam=lam, seed=s, phase="tune",
+                      val_acc=val + s - 10.5, test_acc=test)  # fmt: skip
+    write_run(tmp_path, "final", method="dorefa", lam=0.1, seed=0, phase="final", test_acc=1.0)
+    table = lambda_selection(collect_results([tmp_path])).set_index("lambda")
+    assert list(table.index) == [0.0, 0.1, 1.0, 10.0]
+    assert table["chosen"].tolist() == [False, True, False, False]
+    assert table.loc[0.1, "val_acc_mean"] == pytest.approx(90.0)
+    assert table.loc[10.0, "val_acc_std"] == pytest.approx(math.sqrt(0.5))
+    assert (table["tune_seeds"] == 2).all() and (table["final_lambda"] == 0.1).all()
+
+
+def test_mechanism_table_compares_q_and_sinreq(grid):
+    mech = mechanism_table(collect_results([grid]))
+    row = mech[(mech["method"] == "wrpn") & (mech["bits"] == 4)].set_index("variant")
+    assert row.loc["q", "near_level_frac"] == pytest.approx(0.3) and row.loc["q", "n"] == 3
+    assert row.loc["q+sinreq", "sin2"] == pytest.approx(0.1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -313,8 +376,8 @@ def test_report_gap_closure_csv(report):
             assert row["qs_mean"] == pytest.approx(q + gain)
             assert row["gap"] == pytest.approx(91.0 - q)
             assert row["closure_%"] == pytest.approx(100 * gain / (91.0 - q))
-            assert row["n_paired"] == 3 and row["test"] == "paired t"
-            assert bool(row["gain_exceeds_noise"]) is (method == "dorefa")
+            assert row["n_paired"] == 3
+            assert row["verdict"] == ("gain" if method == "dorefa" else "no difference")
     msqe = gap[(gap["method"] == "dorefa") & (gap["bits"] == 3)].iloc[0]
     assert (msqe["msqe_mean"], msqe["msqe_n"]) == (MSQE_ACC, 1)
 
@@ -339,12 +402,18 @@ def test_report_summary_json_and_md(report):
     assert dorefa["closure_mean_of_ratios"] == pytest.approx((300 / 8 + 300 / 7 + 300 / 6) / 3)
     assert dorefa["closure_ratio_of_means"] == pytest.approx(300 / 7)
     assert dorefa["mean_gain_points"] == pytest.approx(3.0)
-    assert dorefa["n_configs"] == 3 and dorefa["n_gain_exceeds_noise"] == 3
+    assert dorefa["n_configs"] == 3 and dorefa["n_gain"] == 3
+    # Pooled over configurations per seed: the seed gains 2.9, 3.0, 3.1 themselves.
+    p, low, high = _paired([2.9, 3.0, 3.1])
+    assert dorefa["pooled_gain"] == pytest.approx(3.0) and dorefa["pooled_p"] == pytest.approx(p)
+    assert (dorefa["pooled_ci_low"], dorefa["pooled_ci_high"]) == pytest.approx((low, high))
+    low, high = dorefa["closure_mean_of_ratios_ci_low"], dorefa["closure_mean_of_ratios_ci_high"]
+    assert low <= dorefa["closure_mean_of_ratios"] <= high
     # WRPN gaps 10, 9, 8 with gain 0.2, all within noise.
     wrpn = numbers["wrpn"]
     assert wrpn["closure_mean_of_ratios"] == pytest.approx((20 / 10 + 20 / 9 + 20 / 8) / 3)
     assert wrpn["mean_gain_points"] == pytest.approx(0.2)
-    assert wrpn["n_gain_exceeds_noise"] == 0
+    assert wrpn["n_no_difference"] == 3 and wrpn["pooled_p"] > 0.05
     assert numbers["runs"] == 40
 
     def leaves(tree):
@@ -354,9 +423,10 @@ def test_report_summary_json_and_md(report):
     assert all(isinstance(v, int | float) for v in leaves(numbers))
     text = (report / "summary.md").read_text()
     assert "32.4" in text and "27.5" in text and "+2.8" in text and "+2.1" in text
-    assert "Mean of ratios" in text and "Ratio of means" in text and "paired t-test" in text
-    assert re.search(r"WRPN: in none of the 3 configurations .* within noise", text)
-    assert "DoReFa: the gain exceeds seed noise in all 3 configurations" in text
+    assert "Mean of ratios" in text and "Ratio of means" in text and "paired t test" in text
+    assert "WRPN: **no detectable effect** of SinReQ: mean gain +0.20 points" in text
+    assert "DoReFa: SinReQ **helps**: mean gain +3.00 points" in text
+    assert "3 gain, 0 harm, 0 no difference" in text
 
 
 def test_report_logs_an_mlflow_run(report, mlflow_store):
@@ -387,7 +457,7 @@ def test_report_with_missing_cells(grid, tmp_path, mlflow_store):
     assert numbers["dorefa"]["closure_mean_of_ratios"] is None
     assert numbers["dorefa"]["mean_gain_points"] is None and numbers["wrpn"]["n_configs"] == 0
     text = (out / "summary.md").read_text()
-    assert "not measured" in text and "No `paper_reference.yaml`" in text
+    assert "not measured" in text and "No reference file given" in text
     assert (out / "weight_hist.png").read_bytes()[:8] == PNG_MAGIC
 
 

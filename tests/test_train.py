@@ -89,8 +89,8 @@ def test_issue_command_writes_metrics_and_mlflow_run(tmp_path, capsys):
     for key in (
         "test_acc",
         "val_acc",
-        "best_test_acc",
-        "best_val_acc",
+        "sin2",
+        "layers",
         "epochs",
         "wall_time_s",
         "images_per_s",
@@ -100,6 +100,8 @@ def test_issue_command_writes_metrics_and_mlflow_run(tmp_path, capsys):
         assert key in metrics, key
     assert metrics["epochs"] == 4 and 0 <= metrics["test_acc"] <= 100
     assert 0 <= metrics["near_level_frac"] <= 1
+    assert not {"best_test_acc", "test_acc_at_best_val"} & set(metrics)  # no selection on test
+    assert {r["bits"] for r in metrics["layers"].values()} == {3, 8}
     config = json.loads((out / "config.json").read_text())
     assert config["lambda"] == 1.0 and config["bits"] == 3 and config["git_commit"] is not None
     assert "torch" in config["package_versions"]
@@ -114,7 +116,7 @@ def test_issue_command_writes_metrics_and_mlflow_run(tmp_path, capsys):
     assert len(runs) == 1
     run = runs.iloc[0]
     assert run["status"] == "FINISHED"
-    assert run["tags.mlflow.runName"] == "cifar10_convnet-digits-dorefa-w3-sinreq1-latent-s0"
+    assert run["tags.mlflow.runName"] == "cifar10_convnet-digits-dorefa-w3-sinreq1-normalized-s0"
     assert run["params.lambda"] == "1.0" and run["params.bits.0"] == "8"
     assert run["tags.profile"] == "unit" and run["tags.stage"] == "s1"
     assert run["tags.git_commit"] == config["git_commit"]
@@ -217,6 +219,36 @@ def test_grid_and_init_from_template(tmp_path):
     moved = (q1["0.weight"] - fp1["0.weight"]).norm()
     assert moved < 0.5 * (fp0["0.weight"] - fp1["0.weight"]).norm()
     assert len(_runs(uri)) == 6
+
+
+def test_lambda_tuned_on_validation_then_fresh_final_seeds(tmp_path, capsys):
+    uri = _uri(tmp_path)
+    fp = ["train", *FAST, "--method", "fp", "--epochs", "1", "--tracking-uri", uri]
+    assert main([*fp, "--grid", "seed=0,1,10", "--out", str(tmp_path / "fp")]) == 0
+    q = ["train", *FAST, "--method", "dorefa", "--bits", "3", "--act-bits", "3", "--epochs", "1",
+         "--init-from", str(tmp_path / "fp" / "seed{seed}"), "--tracking-uri", uri,
+         "--out", str(tmp_path / "q")]  # fmt: skip
+    assert main([*q, "--tune-lambdas", "0,0.5,5", "--tune-seeds", "10", "--grid", "seed=0,1"]) == 0
+    tune = {lam: json.loads((tmp_path / "q" / "tune" / f"seed10-lambda{lam}" / "metrics.json")
+                            .read_text())["val_acc"] for lam in ("0", "0.5", "5")}  # fmt: skip
+    best = max(("0.5", "5"), key=lambda lam: (tune[lam], -float(lam)))  # lambda 0: never chosen
+    choice = json.loads((tmp_path / "q" / "lambda_choice.json").read_text())
+    assert f"{choice['chosen']:g}" == best
+    assert {k: v["val_acc_mean"] for k, v in choice["candidates"].items()} == tune
+    finals = sorted(p.name for p in (tmp_path / "q" / "final").iterdir())
+    assert finals == sorted(f"seed{s}-lambda{lam}" for s in (0, 1) for lam in ("0", best))
+    config = json.loads((tmp_path / "q" / "final" / f"seed1-lambda{best}" / "config.json")
+                        .read_text())  # fmt: skip
+    assert config["phase"] == "final" and config["init_from"] == str(tmp_path / "fp" / "seed1")
+    phases = _runs(uri)["tags.phase"].value_counts().to_dict()
+    assert phases == {"tune": 3, "final": 4}
+    # A tuning seed that is also a final seed, or a grid over lambda, is refused before any run.
+    capsys.readouterr()
+    assert main([*q, "--tune-lambdas", "1", "--tune-seeds", "1", "--grid", "seed=0,1"]) == 2
+    assert "seed 1 is also a final seed" in capsys.readouterr().err
+    assert main([*q, "--tune-lambdas", "1", "--tune-seeds", "5", "--grid", "lambda=0,1"]) == 2
+    assert "may vary only seed" in capsys.readouterr().err
+    assert len(_runs(uri)) == 3 + 7
 
 
 def test_yaml_config_and_flags_win(tmp_path):
