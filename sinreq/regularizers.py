@@ -34,10 +34,11 @@ import torch
 from torch import nn
 
 from sinreq.quant import quantized_layers, weight_domain, weight_steps
-from sinreq.quant.layers import QuantWeight
+from sinreq.quant.layers import QuantWeight, edge_layers
 
 SCHEDULES: tuple[str, ...] = ("constant", "warmup", "tanh")
 REGULARIZERS: tuple[str, ...] = ("sinreq", "msqe")
+NEAR_LEVEL_FRACTION = 0.1  # "near a level": within 10 % of the level spacing
 
 
 def grid_period(method: str, bits: int) -> tuple[float, float]:
@@ -107,6 +108,17 @@ def nearest_level(x: torch.Tensor, method: str, bits: int) -> torch.Tensor:
     return (torch.round((x + shift) / step) * step - shift).clamp_(-1.0, 1.0)
 
 
+@torch.no_grad()
+def near_level_fraction(x: torch.Tensor, method: str, bits: int) -> float:
+    """Share of ``x`` near a level: ``mean(|x - nearest_level(x)| <= NEAR_LEVEL_FRACTION step)``.
+
+    ``x`` is in the quantizer's coordinates; weights spread evenly give ``2 NEAR_LEVEL_FRACTION``.
+    """
+    step, _ = grid_period(method, bits)
+    distance = (x - nearest_level(x, method, bits)).abs()
+    return (distance <= NEAR_LEVEL_FRACTION * step).float().mean().item()
+
+
 def _msqe(x: torch.Tensor, method: str, bits: int) -> torch.Tensor:
     return (x - nearest_level(x, method, bits)).square().mean()
 
@@ -172,7 +184,7 @@ class GridRegularizer:
     def layers(self, model: nn.Module) -> list[tuple[str, QuantWeight]]:
         """The regularized layers of ``model``."""
         weight_layers = [n for n, m in model.named_modules() if isinstance(m, QuantWeight)]
-        edges = set(weight_layers[:1] + weight_layers[-1:]) if self.exclude_first_last else set()
+        edges = edge_layers(weight_layers) if self.exclude_first_last else set()
         return [
             (n, m)
             for n, m in quantized_layers(model)
@@ -224,6 +236,7 @@ def build_regularizer(name: str, lam: float, **kwargs) -> GridRegularizer:
 
 __all__ = [
     "MSQE",
+    "NEAR_LEVEL_FRACTION",
     "REGULARIZERS",
     "SCHEDULES",
     "GridRegularizer",
@@ -231,6 +244,7 @@ __all__ = [
     "build_regularizer",
     "grid_period",
     "msqe",
+    "near_level_fraction",
     "nearest_level",
     "sin2",
     "sin2_sum",

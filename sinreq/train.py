@@ -21,7 +21,6 @@ import itertools
 import json
 import logging
 import math
-import os
 import random
 import subprocess
 import sys
@@ -40,15 +39,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from torch import nn
 
 from sinreq import models
+from sinreq.checkpoint import atomic_write, load_checkpoint, load_model_state, save_checkpoint
 from sinreq.data import DATASETS
 from sinreq.quant import check_bits, layer_table, quantize_model, quantized_layers, weight_domain
-from sinreq.regularizers import build_regularizer, grid_period, nearest_level
+from sinreq.regularizers import build_regularizer, near_level_fraction, nearest_level
 
 # Fields that do not change the numbers a run produces: a resumed run may differ in these.
 _NON_RESULT_FIELDS = {
     "out", "tracking_uri", "experiment", "device", "workers", "profile", "stage", "phase",
 }  # fmt: skip
-NEAR_LEVEL_FRACTION = 0.1  # "near a level": within 10 % of the level spacing
 
 
 class TrainingError(RuntimeError):
@@ -391,15 +390,8 @@ def provenance() -> dict[str, Any]:
 # Helpers
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Write through ``write(tmp_path)`` then rename, so a crash never leaves a partial file."""
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def _write_json(path: Path, data: Any) -> None:
-    _atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n"))
+    atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n"))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -407,18 +399,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device: cuda requested but no CUDA device is available; allowed: cpu")
     return torch.device("cuda" if name != "cpu" and torch.cuda.is_available() else "cpu")
-
-
-def load_model_state(path: str) -> dict[str, torch.Tensor]:
-    """The ``model`` state dict of a checkpoint file, or of ``RUN/checkpoint.pt`` for a folder."""
-    file = Path(path) / "checkpoint.pt" if Path(path).is_dir() else Path(path)
-    if not file.is_file():
-        raise ValueError(f"--init-from: no checkpoint at {file}")
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as err:  # a corrupt or foreign file: say which, not how pickle failed
-        raise ValueError(f"--init-from: {file} is not a readable checkpoint ({err})") from None
-    return state["model"] if "model" in state else state
 
 
 def _get_rng_state() -> dict[str, Any]:
@@ -505,18 +485,17 @@ def recalibrate_batchnorm(model: nn.Module, loader, batches: int, device: torch.
 
 @torch.no_grad()
 def grid_stats(model: nn.Module, domain: str) -> dict[str, dict[str, float]]:
-    """Per quantized layer: bits, the fraction of weights within ``0.1 step`` of a level and the
-    mean ``sin^2(pi (x + s)/step)``, in ``domain`` coordinates: did the regularizer pull?"""
+    """Per quantized layer: bits, the fraction of weights near a level
+    (:func:`~sinreq.regularizers.near_level_fraction`) and the mean ``sin^2(pi (x + s)/step)``,
+    in ``domain`` coordinates: did the regularizer pull?"""
     from sinreq.regularizers import sin2
 
     out = {}
     for name, layer in quantized_layers(model):
         x = weight_domain(layer.weight.float(), layer.method, domain)
-        step, _ = grid_period(layer.method, layer.bits)
-        dist = (x - nearest_level(x, layer.method, layer.bits)).abs()
         out[name] = {
             "bits": layer.bits,
-            "near_level_frac": (dist <= NEAR_LEVEL_FRACTION * step).float().mean().item(),
+            "near_level_frac": near_level_fraction(x, layer.method, layer.bits),
             "sin2": sin2(x, layer.method, layer.bits, "latent").item(),  # x is already mapped
         }
     return out
@@ -526,31 +505,16 @@ def plot_weights(model: nn.Module, path: Path, title: str) -> None:
     """Histogram of the quantized layers' weights in their quantizer's level coordinates
     (``weight_domain(w, method, "normalized")``) with the level grid drawn as vertical lines;
     one panel per (method, bits) group of layers."""
-    import matplotlib
+    from sinreq.plotting import draw_weight_histogram, pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from sinreq.quant import weight_levels
-
+    plt = pyplot()
     groups: dict[tuple[str, int], list[torch.Tensor]] = {}
     for _, layer in quantized_layers(model):
         x = weight_domain(layer.weight.detach().float().cpu(), layer.method, "normalized")
         groups.setdefault((layer.method, layer.bits), []).append(x.flatten())
     fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 3), squeeze=False)
     for ax, ((method, bits), xs) in zip(axes.flat, sorted(groups.items()), strict=True):
-        counts = torch.histc(torch.cat(xs), bins=201, min=-1.1, max=1.1)
-        edges = torch.linspace(-1.1, 1.1, 202)
-        ax.stairs(counts.numpy(), edges.numpy(), fill=True, color="tab:blue")  # one artist
-        ax.vlines(
-            weight_levels(method, bits).numpy(),
-            0,
-            1,
-            transform=ax.get_xaxis_transform(),
-            colors="tab:red",
-            lw=0.6,
-            alpha=0.7,
-        )
+        draw_weight_histogram(ax, torch.cat(xs), method, bits)
         ax.set_title(f"{method} {bits}-bit layers ({len(xs)})", fontsize=9)
         ax.set_xlabel("weight in level coordinates")
     fig.suptitle(title, fontsize=9)
@@ -568,9 +532,9 @@ def _check_resumable(out: Path, cfg: TrainConfig) -> dict[str, Any] | None:
     if not file.exists():
         return None
     try:
-        ckpt = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise TrainingError(f"{file} is unreadable ({err}); move it away to start over") from None
+        ckpt = load_checkpoint(file)
+    except ValueError as err:
+        raise TrainingError(f"{err}; move it away to start over") from None
     old = {k: v for k, v in ckpt["config"].items() if k not in _NON_RESULT_FIELDS}
     new = {k: v for k, v in _result_config(cfg).items() if k not in _NON_RESULT_FIELDS}
     changed = sorted(k for k in new if old.get(k) != new[k])
@@ -596,6 +560,8 @@ def build_training(
     if cfg.init_from:
         try:
             model.load_state_dict(load_model_state(cfg.init_from))
+        except ValueError as err:
+            raise ValueError(f"--init-from: {err}") from None
         except RuntimeError as err:
             raise ValueError(
                 f"--init-from: {cfg.init_from} does not fit {cfg.model} ({err})".splitlines()[0]
@@ -686,7 +652,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                     "rng": _get_rng_state(), "history": history,
                     "mlflow_run_id": run.info.run_id, "config": _result_config(cfg),
                 }  # fmt: skip
-                _atomic_write(out / "checkpoint.pt", lambda p, s=state: torch.save(s, p))
+                save_checkpoint(state, out / "checkpoint.pt")
                 print(_epoch_line(epoch, cfg.epochs, row), flush=True)
         except TrainingError as err:
             mlflow.set_tag("failure", str(err))

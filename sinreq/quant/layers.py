@@ -134,6 +134,12 @@ def _replace_functional_relus(model: nn.Module, act_bits: int | None) -> nn.Modu
     return graph_module
 
 
+def edge_layers(weight_layers: list[str]) -> set[str]:
+    """The first and last of ``weight_layers`` (names in module order): the stem and the
+    classifier, which the authors kept at 8 bits and out of the regularizer."""
+    return set(weight_layers[:1] + weight_layers[-1:])
+
+
 def quantize_model(
     model: nn.Module,
     method: str,
@@ -164,7 +170,7 @@ def quantize_model(
     if not weight_layers:
         raise ValueError("model has no Conv2d or Linear layer to quantize")
     edge_bits = {"fp": None, "8bit": 8, "quantize": bits}[first_last]
-    edges = {weight_layers[0], weight_layers[-1]}
+    edges = edge_layers(weight_layers)
 
     if act_bits is not None:
         model = _replace_functional_relus(model, act_bits)
