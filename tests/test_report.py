@@ -542,13 +542,16 @@ def test_check_profile_argument_scopes_claims(report, tmp_path, capsys):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"tolerance": "abc"}, "reference entry 'bad': 'tolerance' must be a number, got 'abc'"),
-        ({"expected": "high"}, "reference entry 'bad': 'expected' must be a number or null"),
-        ({"metric": "accuracy"}, "reference entry 'bad': unknown metric 'accuracy'"),
+        (
+            {"tolerance": "abc"},
+            "reference entry 'bad': 'tolerance': Input should be a valid number, got 'abc'",
+        ),
+        ({"expected": "high"}, "reference entry 'bad': 'expected': Input should be a valid number"),
+        ({"metric": "accuracy"}, "reference entry 'bad': 'metric': Input should be 'closure_mean_"),
         ({"method": "binary"}, "reference entry 'bad': metric 'mean_gain_points' needs 'method'"),
         ({"tolerence": 1.0}, "reference entry 'bad': unknown key 'tolerence'"),
         ({"scope": {"profiles": "x"}}, "reference entry 'bad': unknown scope key 'profiles'"),
-        ({"source": None}, "reference entry 'bad': 'source' must be a non-empty string"),
+        ({"source": None}, "reference entry 'bad': 'source': Input should be a valid string"),
     ],
 )
 def test_malformed_reference_names_the_entry(report, tmp_path, change, message):

@@ -1,0 +1,153 @@
+"""Results, gap-closure tables, plots and claim checks: ``sinreq report`` and ``sinreq check``.
+
+Accuracy is the final-epoch top-1 test accuracy (``test_acc``, in %) of each run. Within a
+configuration (:data:`~sinreq.report.results.CONFIG_KEYS`), runs with ``lambda == 0`` are **Q**
+(plain quantized training), runs with ``lambda > 0`` and ``regularizer == "sinreq"`` are
+**Q+SinReQ** (one row per SinReQ setting ``(lambda, domain, schedule)`` when several were run),
+``regularizer == "msqe"`` runs are the MSQE control. **FP** is the mean of the ``method == "fp"``
+runs of the same model, dataset and width: the FP baselines continued for the fine-tune's epochs
+(``phase == "final"``) where they exist, so the gap is not a difference in training length.
+Lambda-tuning runs (``phase == "tune"``) are read for the lambda selection only.
+
+- :mod:`~sinreq.report.results`: run folders -> the results table;
+- :mod:`~sinreq.report.tables`: gap closure, summaries, statistics, lambda selection, mechanism;
+- :mod:`~sinreq.report.claims`: the reference file and ``sinreq check``;
+- :mod:`~sinreq.report.markdown` and :mod:`~sinreq.report.plots`: ``summary.md`` and the plots.
+
+The paper (arXiv 1905.01416) reports an average closure without saying whether it is a mean of
+per-configuration ratios or a ratio of mean gain to mean gap, so both are reported.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from sinreq.report.claims import (
+    RUN_METRICS,
+    SUMMARY_METRICS,
+    Claim,
+    check_command,
+    load_reference,
+    paper_values,
+)
+from sinreq.report.markdown import summary_markdown
+from sinreq.report.plots import plot_acc_vs_bits, plot_gap_closure, plot_mechanism, plot_weight_hist
+from sinreq.report.results import (
+    CONFIG_KEYS,
+    RESULT_COLUMNS,
+    SETTING_KEYS,
+    collect_results,
+    find_runs,
+    read_results,
+    reported_runs,
+)
+from sinreq.report.tables import (
+    ALPHA,
+    GAP_COLUMNS,
+    acc_vs_bits,
+    gap_closure,
+    gap_table,
+    lambda_selection,
+    mechanism_table,
+    method_statistics,
+    seed_matrix,
+    summary,
+)
+
+TABLE_FILES = ("results.csv", "gap_closure.csv", "lambda_selection.csv", "mechanism.csv",
+               "acc_vs_bits.csv")  # fmt: skip
+PLOT_FILES = ("acc_vs_bits.png", "gap_closure.png", "weight_hist.png", "mechanism.png")
+
+
+def _json_number(value: float | int) -> float | int | None:
+    """A JSON-safe leaf: NaN / inf become null."""
+    return value if isinstance(value, int) or math.isfinite(value) else None
+
+
+def report_command(
+    runs: list[Path], out: Path, tracking_uri: str, experiment: str, reference: Path | None = None
+) -> None:
+    """Write the report of ``runs`` into ``out`` and log it as an MLflow run named "report".
+
+    Files: :data:`TABLE_FILES` (:func:`collect_results`, :func:`gap_table`,
+    :func:`lambda_selection`, :func:`mechanism_table`, :func:`acc_vs_bits`), ``summary.json``
+    (per method: :func:`summary` and :func:`method_statistics`, NaN as null, plus ``runs``),
+    ``summary.md`` (beside the paper's claims of ``reference`` when given) and
+    :data:`PLOT_FILES`. Every table is computed before the first file is written.
+    """
+    results = collect_results(runs)
+    reported = reported_runs(results)
+    gap = gap_table(results)
+    selection, mechanism = lambda_selection(results), mechanism_table(results)
+    curves = acc_vs_bits(reported, gap)
+    numbers = summary(gap)
+    for method, extra in method_statistics(results, gap).items():
+        numbers.setdefault(method, {}).update(extra)
+    paper = paper_values(load_reference(reference)) if reference is not None else None
+    markdown = summary_markdown(results, gap, numbers, paper, selection, mechanism)
+    metrics = {m: {k: _json_number(v) for k, v in s.items()} for m, s in numbers.items()}
+
+    out.mkdir(parents=True, exist_ok=True)
+    tables = (results, gap, selection, mechanism, curves)
+    for name, frame in zip(TABLE_FILES, tables, strict=True):
+        frame.to_csv(out / name, index=False)
+    (out / "summary.json").write_text(json.dumps({**metrics, "runs": len(results)}, indent=2))
+    (out / "summary.md").write_text(markdown)
+    plot_acc_vs_bits(reported, curves, out / "acc_vs_bits.png")
+    plot_gap_closure(gap, paper or {}, out / "gap_closure.png")
+    plot_weight_hist(reported, gap, out / "weight_hist.png")
+    plot_mechanism(mechanism, out / "mechanism.png")
+
+    files = [*TABLE_FILES, "summary.json", "summary.md", *PLOT_FILES]
+    _log_to_mlflow(tracking_uri, experiment, metrics, len(results), [out / f for f in files])
+    print(f"sinreq report: {len(results)} runs -> {out}")
+
+
+def _log_to_mlflow(
+    tracking_uri: str, experiment: str, metrics: dict, runs: int, files: list[Path]
+) -> None:
+    """One MLflow run named "report": every finite ``method.metric``, ``runs``, the files."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_experiment(experiment)
+    with mlflow.start_run(run_name="report"):
+        mlflow.set_tag("kind", "report")
+        logged = {
+            f"{method}.{key}": float(value)
+            for method, values in metrics.items()
+            for key, value in values.items()
+            if value is not None
+        }
+        mlflow.log_metrics({**logged, "runs": float(runs)})
+        for file in files:
+            mlflow.log_artifact(str(file))
+
+
+__all__ = [
+    "ALPHA",
+    "CONFIG_KEYS",
+    "GAP_COLUMNS",
+    "RESULT_COLUMNS",
+    "RUN_METRICS",
+    "SETTING_KEYS",
+    "SUMMARY_METRICS",
+    "Claim",
+    "acc_vs_bits",
+    "check_command",
+    "collect_results",
+    "find_runs",
+    "gap_closure",
+    "gap_table",
+    "lambda_selection",
+    "load_reference",
+    "mechanism_table",
+    "method_statistics",
+    "read_results",
+    "reported_runs",
+    "report_command",
+    "seed_matrix",
+    "summary",
+]
