@@ -15,8 +15,8 @@ median round time; ``ratios.py`` sets it beside the training step's images per s
     checked against torchvision's published MD5 sums before they are read; here the public
     ``build_splits`` path is kept and, as ``tests/test_data.py`` does, torchvision's MD5 tables
     (``CIFAR10.train_list`` / ``test_list`` / ``meta``) are monkeypatched, for the duration of
-    the test only, to the generated files' sums. Once with the training augmentation (random crop with
-    padding 4 and horizontal flip, per image) and once without.
+    the test only, to the generated files' sums. Once with the training augmentation (random
+    crop with padding 4 and horizontal flip, per image) and once without.
 """
 
 from __future__ import annotations
