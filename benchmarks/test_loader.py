@@ -10,13 +10,13 @@ median round time; ``ratios.py`` sets it beside the training step's images per s
     held in memory as one tensor.
 ``cifar10`` (generated)
     a ``cifar-10-batches-py`` folder written to a temporary directory in the real format:
-    pickled dicts with ``b'data'`` (uint8, N x 3072) and ``b'labels'``, 5 x 1,000 training
-    and 1,000 test images (4,500 in the train split). Real CIFAR files are checked against
-    torchvision's published MD5 sums before they are read; here the public ``build_splits``
-    path is kept and, as ``tests/test_data.py`` does, torchvision's MD5 table
-    (``CIFAR10.train_list`` / ``test_list``) is monkeypatched, for the duration of the test
-    only, to the generated files' sums. Once with the training augmentation (random crop with
-    padding 4 and horizontal flip, per image) and once without.
+    pickled dicts with ``'data'`` (uint8, N x 3072) and ``'labels'``, 5 x 1,000 training
+    and 1,000 test images (4,500 in the train split), and ``batches.meta``. Real CIFAR files are
+    checked against torchvision's published MD5 sums before they are read; here the public
+    ``build_splits`` path is kept and, as ``tests/test_data.py`` does, torchvision's MD5 tables
+    (``CIFAR10.train_list`` / ``test_list`` / ``meta``) are monkeypatched, for the duration of
+    the test only, to the generated files' sums. Once with the training augmentation (random
+    crop with padding 4 and horizontal flip, per image) and once without.
 """
 
 from __future__ import annotations
@@ -46,13 +46,14 @@ def cifar_root(tmp_path_factory) -> Path:
     rng = np.random.default_rng(0)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
         batch = {
-            b"batch_label": name.encode(),
-            b"labels": rng.integers(0, 10, CIFAR_PER_BATCH).tolist(),
-            b"data": rng.integers(0, 256, (CIFAR_PER_BATCH, 3072), dtype=np.uint8),
-            b"filenames": [f"{name}_{k}.png".encode() for k in range(CIFAR_PER_BATCH)],
+            "batch_label": name,
+            "labels": rng.integers(0, 10, CIFAR_PER_BATCH).tolist(),
+            "data": rng.integers(0, 256, (CIFAR_PER_BATCH, 3072), dtype=np.uint8),
+            "filenames": [f"{name}_{k}.png" for k in range(CIFAR_PER_BATCH)],
         }
-        with open(folder / name, "wb") as file:
-            pickle.dump(batch, file)
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
+    meta = {"label_names": [f"class{k}" for k in range(10)]}
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
     return root
 
 
@@ -64,6 +65,7 @@ def trust_generated_cifar(monkeypatch, root: Path) -> None:
     train = [[f"data_batch_{i}", md5(folder / f"data_batch_{i}")] for i in range(1, 6)]
     monkeypatch.setattr(CIFAR10, "train_list", train)
     monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", md5(folder / "test_batch")]])
+    monkeypatch.setattr(CIFAR10, "meta", {**CIFAR10.meta, "md5": md5(folder / "batches.meta")})
 
 
 def bench_epoch(benchmark, splits, dataset: str, augment: bool, base_rounds: int) -> None:

@@ -3,24 +3,23 @@
 Five datasets are known (:data:`DATASETS`):
 
 ``digits``
-    scikit-learn's bundled 8x8 handwritten digits (1,797 real images, no files needed), upscaled
-    to 32x32 RGB so that the CIFAR-sized networks run on it. The default, for quick runs.
+    scikit-learn's bundled 8x8 handwritten digits (no files needed), upscaled to 32x32 RGB so
+    that the CIFAR-sized networks run on it. The default, for quick runs.
 ``cifar10``
     torchvision's CIFAR-10 python format in ``ROOT/cifar-10-batches-py/``.
 ``svhn``
     torchvision's SVHN format: ``ROOT/train_32x32.mat`` and ``ROOT/test_32x32.mat``.
 ``fashion_mnist``
-    Fashion-MNIST (70,000 28x28 grayscale images, 60,000 train / 10,000 test, 10 classes) in
-    torchvision's layout: the four decompressed IDX files in ``ROOT/FashionMNIST/raw/``. The
-    images are zero-padded to 32x32 (2 pixels on each side) and repeated into 3 channels, so
-    that the paper's 32x32 RGB networks run on them unchanged; they are never augmented.
+    Fashion-MNIST in torchvision's layout: the four decompressed IDX files in
+    ``ROOT/FashionMNIST/raw/``. The 28x28 grayscale images are zero-padded to 32x32 and repeated
+    into 3 channels, so that the paper's 32x32 RGB networks run on them unchanged.
 ``imagenet``
     a user-supplied ImageFolder tree ``ROOT/train/<class>/*.JPEG`` and ``ROOT/val/<class>/*.JPEG``.
 
-The real CIFAR-10 and SVHN files are always checked against the MD5 sums that torchvision
-publishes (on ``torchvision.datasets.CIFAR10`` and ``torchvision.datasets.SVHN``) before they are
-read, the Fashion-MNIST files against the MD5 sums of upstream's decompressed files
-(:data:`_FASHION_MD5`); ``sinreq download NAME --root DIR`` fetches them. Fashion-MNIST can also
+CIFAR-10, SVHN and Fashion-MNIST are parsed by torchvision, and only after every file it will
+open has been checked against its published MD5 sum (:func:`_verify`): torchvision's sums for
+CIFAR-10 and SVHN, upstream's sums of the decompressed files for Fashion-MNIST
+(:data:`_FASHION_MD5`). ``sinreq download NAME --root DIR`` fetches them. Fashion-MNIST can also
 be imported from a folder of its four ``.gz`` files (``--from DIR``), e.g. Debian's package
 ``dataset-fashion-mnist``, which is used by default when installed. Validation is always a
 seeded hold-out of the training data, so that model selection never sees the test split.
@@ -34,10 +33,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+if TYPE_CHECKING:
+    import numpy as np
 
 DATASETS: tuple[str, ...] = ("digits", "cifar10", "svhn", "fashion_mnist", "imagenet")
 
@@ -49,8 +51,8 @@ _TITLES = {
     "imagenet": "ImageNet",
 }
 _CIFAR_FOLDER = "cifar-10-batches-py"
-_SVHN_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat"}
-# torchvision.datasets.FashionMNIST reads the decompressed IDX files from ROOT/FashionMNIST/raw.
+_SVHN_SPLITS = ("train", "test")
+# torchvision.datasets.FashionMNIST's layout: the decompressed IDX files in ROOT/FashionMNIST/raw.
 _FASHION_FOLDER = Path("FashionMNIST") / "raw"
 # MD5 of the decompressed IDX files, byte-identical upstream and in Debian. Debian recompressed
 # the .gz files, so the .gz MD5s that torchvision publishes do not fit its copies.
@@ -163,7 +165,8 @@ def build_splits(
 
     Args:
         name: one of :data:`DATASETS`.
-        root: the folder the dataset lives in (ignored for ``digits``, which needs no files).
+        root: the folder the dataset lives in (for ``digits``, where ``sinreq download digits``
+            put its file; without it, scikit-learn's bundled copy is read).
         val_fraction: fraction of the training data held out as validation, in (0, 1).
         split_seed: seed of the validation hold-out (and nothing else); the same arguments
             always give the same splits, whatever the training seed. The test split never
@@ -183,24 +186,14 @@ def build_splits(
         raise DatasetError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
     root = Path(root).expanduser()
     if name == "digits":
-        return _digits_splits(Path(root), val_fraction, split_seed, classes)
+        return _digits_splits(root, val_fraction, split_seed, classes)
     if name == "imagenet":
         return _imagenet_splits(root, val_fraction, split_seed, augment, classes)
-    _verify(name, root)
-    if name == "cifar10":
-        return _array_splits(
-            _load_cifar10(root),
-            val_fraction,
-            split_seed,
-            _cifar_augmentation(augment),
-            classes,
-            "CIFAR-10",
-        )
-    if name == "fashion_mnist":
-        return _array_splits(
-            _load_fashion_mnist(root), val_fraction, split_seed, None, classes, "Fashion-MNIST"
-        )
-    return _array_splits(_load_svhn(root), val_fraction, split_seed, None, classes, "SVHN")
+    load = {"cifar10": _load_cifar10, "svhn": _load_svhn, "fashion_mnist": _load_fashion_mnist}
+    augmentation = _cifar_augmentation() if augment and name == "cifar10" else None
+    return _array_splits(
+        load[name](root), val_fraction, split_seed, augmentation, classes, _TITLES[name]
+    )
 
 
 def make_loaders(
@@ -273,55 +266,31 @@ def download(name: str, root: str | Path, source: str | Path | None = None) -> P
         )
     root = Path(root).expanduser()
     if name == "digits":
-        import shutil
-
-        root.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(_bundled_digits(), root / _DIGITS_FILE)
-        return root
+        return _copy_digits(root)
     if name == "imagenet":
         raise DatasetError(_imagenet_missing(root))
-    folder = _folder(name, root)
-    if not _problems(name, root):
-        return folder
-    if name == "fashion_mnist":
-        _get_fashion_mnist(root, None if source is None else Path(source).expanduser())
-        _verify(name, root)
-        return folder
-
-    import http.client
-    import tarfile
-
-    from torchvision.datasets import CIFAR10, SVHN
-    from torchvision.datasets.utils import download_and_extract_archive, download_url
-
-    try:
-        if name == "cifar10":
-            download_and_extract_archive(
-                CIFAR10.url, root, filename=CIFAR10.filename, md5=CIFAR10.tgz_md5
-            )
+    if _problems(name, root):
+        if name == "fashion_mnist":
+            _get_fashion_mnist(root, None if source is None else Path(source).expanduser())
         else:
-            for split in _SVHN_FILES:
-                url, filename, md5 = SVHN.split_list[split]
-                download_url(url, root, filename=filename, md5=md5)
-    except (OSError, RuntimeError, EOFError, tarfile.TarError, http.client.HTTPException) as exc:
-        raise DatasetError(
-            f"could not download {_TITLES[name]} into {root}: {_one_line(exc)}; "
-            "check the network connection and run the download again"
-        ) from exc
-    _verify(name, root)
-    return folder
+            _fetch_with_torchvision(name, root)
+        _verify(name, root)
+    return _folder(name, root)
 
 
 def _check_name(name: str) -> None:
+    """Refuse an unknown dataset name, listing the known ones."""
     if name not in DATASETS:
         raise DatasetError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
 
 
 def _one_line(exc: BaseException) -> str:
+    """``exc``'s message on one line, so that a DatasetError built from it stays one line."""
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _folder(name: str, root: Path) -> Path:
+    """The folder under ``root`` that holds the files of ``name``."""
     if name == "cifar10":
         return root / _CIFAR_FOLDER
     if name == "fashion_mnist":
@@ -330,15 +299,15 @@ def _folder(name: str, root: Path) -> Path:
 
 
 def _expected_checksums(name: str) -> dict[str, str]:
-    """File name -> MD5 of the files we read, as published on torchvision's dataset classes
-    (Fashion-MNIST: upstream's decompressed files, :data:`_FASHION_MD5`)."""
+    """File name -> published MD5 of every file that the reader of ``name`` opens."""
     from torchvision.datasets import CIFAR10, SVHN
 
-    if name == "fashion_mnist":
-        return dict(_FASHION_MD5)
-    if name == "cifar10":
-        return {filename: md5 for filename, md5 in CIFAR10.train_list + CIFAR10.test_list}
-    return {SVHN.split_list[split][1]: SVHN.split_list[split][2] for split in _SVHN_FILES}
+    if name == "cifar10":  # the five training batches, the test batch and the label names
+        meta = [(CIFAR10.meta["filename"], CIFAR10.meta["md5"])]
+        return dict(CIFAR10.train_list + CIFAR10.test_list + meta)
+    if name == "svhn":
+        return {SVHN.split_list[split][1]: SVHN.split_list[split][2] for split in _SVHN_SPLITS}
+    return dict(_FASHION_MD5)
 
 
 def _problems(name: str, root: Path) -> list[str]:
@@ -374,139 +343,83 @@ def _verify(name: str, root: Path) -> None:
 
 
 def _load_cifar10(root: Path) -> _Arrays:
-    """Parse ``root/cifar-10-batches-py``; call it only on files whose checksums were verified.
+    """CIFAR-10 parsed by torchvision, verified first: its files are pickles, and unpickling an
+    untrusted file can run arbitrary code."""
+    from torchvision.datasets import CIFAR10
 
-    The batches are pickles, and unpickling an untrusted file can run arbitrary code. Each batch
-    is a dict with ``b'data'``, a uint8 array (N, 3072) holding the red, green and blue 32x32
-    planes of each image row-major, and ``b'labels'``, N integers in 0..9.
-    """
-    import pickle
-
-    import numpy as np
-
-    folder = root / _CIFAR_FOLDER
-
-    def read(filename: str) -> tuple[torch.Tensor, torch.Tensor]:
-        path = folder / filename
-        try:
-            with open(path, "rb") as file:
-                batch = pickle.load(file, encoding="bytes")
-            batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
-            data = np.asarray(batch["data"])
-            labels = np.asarray(batch["labels"], dtype=np.int64)
-        except (
-            OSError,
-            EOFError,
-            ImportError,
-            LookupError,
-            ValueError,
-            TypeError,
-            AttributeError,
-            pickle.UnpicklingError,
-        ) as exc:
-            raise DatasetError(
-                f"cannot read CIFAR-10 batch {path}: {_one_line(exc)}; "
-                f"run: sinreq download cifar10 --root {root}"
-            ) from exc
-        if (
-            data.dtype != np.uint8
-            or data.ndim != 2
-            or data.shape[1] != 3 * 32 * 32
-            or labels.shape != (len(data),)
-            or labels.min(initial=0) < 0
-            or labels.max(initial=0) > 9
-        ):
-            raise DatasetError(
-                f"CIFAR-10 batch {path} does not hold uint8 (N, 3072) images with labels 0..9; "
-                f"run: sinreq download cifar10 --root {root}"
-            )
-        return torch.from_numpy(data.reshape(-1, 3, 32, 32)), torch.from_numpy(labels)
-
-    train = [read(f"data_batch_{i}") for i in range(1, 6)]
-    test_images, test_labels = read("test_batch")
+    _verify("cifar10", root)
+    train, test = CIFAR10(str(root), train=True), CIFAR10(str(root), train=False)
+    # torchvision's .data is (N, H, W, C), a transposed view of the files' (N, C, H, W) bytes
     return _Arrays(
-        torch.cat([images for images, _ in train]),
-        torch.cat([labels for _, labels in train]),
-        test_images,
-        test_labels,
+        *_as_tensors(train.data.transpose(0, 3, 1, 2), train.targets),
+        *_as_tensors(test.data.transpose(0, 3, 1, 2), test.targets),
     )
 
 
 def _load_svhn(root: Path) -> _Arrays:
-    """Parse ``root/train_32x32.mat`` and ``root/test_32x32.mat`` (checksums checked by the caller).
+    """SVHN parsed by torchvision (which maps label 10, the digit 0, to 0), verified first."""
+    from torchvision.datasets import SVHN
 
-    Each file holds ``X``, uint8 (32, 32, 3, N), and ``y``, (N, 1) labels 1..10 where 10 stands
-    for the digit 0; labels are returned as 0..9.
-    """
+    _verify("svhn", root)
+    train, test = SVHN(str(root), split="train"), SVHN(str(root), split="test")
+    return _Arrays(*_as_tensors(train.data, train.labels), *_as_tensors(test.data, test.labels))
+
+
+def _as_tensors(
+    images: np.ndarray, labels: np.ndarray | list[int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 images (N, 3, 32, 32), stored in that order (torchvision may hand a transposed
+    view), and int64 labels (N,): what :class:`_Arrays` holds."""
     import numpy as np
-    import scipy.io
 
-    def read(filename: str) -> tuple[torch.Tensor, torch.Tensor]:
-        path = root / filename
-        try:
-            mat = scipy.io.loadmat(path)
-            images = np.asarray(mat["X"])
-            labels = np.asarray(mat["y"]).astype(np.int64).reshape(-1)
-        except (OSError, ValueError, TypeError, KeyError, NotImplementedError) as exc:
-            raise DatasetError(
-                f"cannot read SVHN file {path}: {_one_line(exc)}; "
-                f"run: sinreq download svhn --root {root}"
-            ) from exc
-        if (
-            images.dtype != np.uint8
-            or images.shape[:3] != (32, 32, 3)
-            or images.ndim != 4
-            or labels.shape != (images.shape[3],)
-            or labels.min(initial=0) < 0
-            or labels.max(initial=0) > 10
-        ):
-            raise DatasetError(
-                f"SVHN file {path} does not hold uint8 X (32, 32, 3, N) with labels y 1..10; "
-                f"run: sinreq download svhn --root {root}"
-            )
-        images = np.ascontiguousarray(images.transpose(3, 2, 0, 1))  # (N, C, H, W)
-        return torch.from_numpy(images), torch.from_numpy(labels % 10)
-
-    train_images, train_labels = read(_SVHN_FILES["train"])
-    test_images, test_labels = read(_SVHN_FILES["test"])
-    return _Arrays(train_images, train_labels, test_images, test_labels)
+    images = torch.from_numpy(np.ascontiguousarray(images))
+    return images, torch.as_tensor(labels, dtype=torch.int64).reshape(-1)
 
 
 def _load_fashion_mnist(root: Path) -> _Arrays:
-    """Parse ``root/FashionMNIST/raw`` with torchvision's reader (checksums checked by the caller).
+    """Fashion-MNIST parsed by torchvision's IDX readers, verified first, padded to 32x32 RGB.
 
-    The 28x28 grayscale images are zero-padded by 2 pixels on each side to 32x32 and repeated
-    into 3 channels (a view: no copy), so that the 32x32 RGB networks run on them unchanged.
+    The readers, not ``torchvision.datasets.FashionMNIST``: that class reads a legacy
+    ``FashionMNIST/processed/*.pt`` cache instead of the verified raw files when one exists.
+    The 28x28 images are zero-padded by 2 pixels on each side and repeated into 3 channels
+    (a view: no copy), so that the 32x32 RGB networks run on them unchanged.
     """
-    from torchvision.datasets import FashionMNIST
+    from torchvision.datasets.mnist import read_image_file, read_label_file
 
-    def read(train: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        split = "train" if train else "t10k"
-        fix = f"run: sinreq download fashion_mnist --root {root}"
-        try:
-            parsed = FashionMNIST(str(root), train=train, download=False)
-            images, labels = parsed.data, parsed.targets
-        except (OSError, RuntimeError, AssertionError, KeyError, TypeError, ValueError) as exc:
-            raise DatasetError(
-                f"cannot read the Fashion-MNIST {split} files in {root / _FASHION_FOLDER}: "
-                f"{_one_line(exc)}; {fix}"
-            ) from exc
-        if (
-            images.dtype != torch.uint8
-            or images.shape[1:] != (28, 28)
-            or labels.shape != (len(images),)
-            or bool(((labels < 0) | (labels > 9)).any())
-        ):
-            raise DatasetError(
-                f"the Fashion-MNIST {split} files in {root / _FASHION_FOLDER} do not hold uint8 "
-                f"(N, 28, 28) images with N labels 0..9; {fix}"
+    _verify("fashion_mnist", root)
+    raw = root / _FASHION_FOLDER
+
+    def read(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        images = read_image_file(str(raw / f"{split}-images-idx3-ubyte"))
+        labels = read_label_file(str(raw / f"{split}-labels-idx1-ubyte"))
+        padded = torch.nn.functional.pad(images, (2, 2, 2, 2)).unsqueeze(1)
+        return padded.expand(-1, 3, -1, -1), labels
+
+    return _Arrays(*read("train"), *read("t10k"))
+
+
+def _fetch_with_torchvision(name: str, root: Path) -> None:
+    """Download CIFAR-10 or SVHN from torchvision's URLs, checked against torchvision's MD5s."""
+    import http.client
+    import tarfile
+
+    from torchvision.datasets import CIFAR10, SVHN
+    from torchvision.datasets.utils import download_and_extract_archive, download_url
+
+    try:
+        if name == "cifar10":
+            download_and_extract_archive(
+                CIFAR10.url, root, filename=CIFAR10.filename, md5=CIFAR10.tgz_md5
             )
-        padded = torch.nn.functional.pad(images, (2, 2, 2, 2))
-        return padded.unsqueeze(1).expand(-1, 3, -1, -1), labels.long()
-
-    train_images, train_labels = read(train=True)
-    test_images, test_labels = read(train=False)
-    return _Arrays(train_images, train_labels, test_images, test_labels)
+        else:
+            for split in _SVHN_SPLITS:
+                url, filename, md5 = SVHN.split_list[split]
+                download_url(url, root, filename=filename, md5=md5)
+    except (OSError, RuntimeError, EOFError, tarfile.TarError, http.client.HTTPException) as exc:
+        raise DatasetError(
+            f"could not download {_TITLES[name]} into {root}: {_one_line(exc)}; "
+            "check the network connection and run the download again"
+        ) from exc
 
 
 def _get_fashion_mnist(root: Path, source: Path | None) -> None:
@@ -534,28 +447,28 @@ def _import_fashion_mnist(source: Path, raw: Path) -> None:
 
 
 def _decompress_verified(archive: Path, target: Path, md5: str) -> None:
-    """Gunzip ``archive`` into ``target`` atomically: a temporary file, renamed only once its MD5
+    """Gunzip ``archive`` into ``target`` through a temporary file, renamed only once its MD5
     is ``md5``, so that an interrupted or corrupt import never leaves a bad file in place."""
     import gzip
-    import hashlib
+    import shutil
     import zlib
 
+    from torchvision.datasets.utils import calculate_md5
+
     partial = target.with_name(f".{target.name}.partial")
-    digest = hashlib.md5(usedforsecurity=False)
     try:
         with gzip.open(archive, "rb") as packed, open(partial, "wb") as out:
-            while chunk := packed.read(1 << 20):
-                digest.update(chunk)
-                out.write(chunk)
+            shutil.copyfileobj(packed, out)
     except (OSError, EOFError, zlib.error) as exc:
         partial.unlink(missing_ok=True)
         raise DatasetError(
             f"cannot decompress Fashion-MNIST file {archive}: {_one_line(exc)}"
         ) from exc
-    if digest.hexdigest() != md5:
+    digest = calculate_md5(partial)
+    if digest != md5:
         partial.unlink()
         raise DatasetError(
-            f"Fashion-MNIST file {archive} is corrupt: its content has MD5 {digest.hexdigest()}, "
+            f"Fashion-MNIST file {archive} is corrupt: its content has MD5 {digest}, "
             f"expected {md5}; replace it with an intact copy"
         )
     partial.replace(target)
@@ -584,9 +497,8 @@ def _fetch_fashion_mnist(root: Path) -> None:
         ) from exc
 
 
-def _cifar_augmentation(augment: bool) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    if not augment:
-        return None
+def _cifar_augmentation() -> Callable[[torch.Tensor], torch.Tensor]:
+    """The authors' CIFAR-10 training augmentation: random crop with padding 4, random flip."""
     from torchvision import transforms
 
     return transforms.Compose(
@@ -606,6 +518,7 @@ def _holdout(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Te
 
 
 def _num_classes(available: int, classes: int | None, title: str) -> int:
+    """How many classes to keep: all ``available`` unless ``classes`` asks for fewer."""
     if classes is None:
         return available
     if not 1 <= classes <= available:
@@ -616,6 +529,7 @@ def _num_classes(available: int, classes: int | None, title: str) -> int:
 def _first_classes(
     images: torch.Tensor, labels: torch.Tensor, num_classes: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images whose label is below ``num_classes`` (no copy when that is all of them)."""
     keep = labels < num_classes
     if bool(keep.all()):
         return images, labels
@@ -630,6 +544,7 @@ def _array_splits(
     classes: int | None,
     title: str,
 ) -> Splits:
+    """Splits of a 10-class 32x32 dataset held in memory; validation is held out of train."""
     num_classes = _num_classes(10, classes, title)
     images, labels = _first_classes(arrays.train_images, arrays.train_labels, num_classes)
     test_images, test_labels = _first_classes(arrays.test_images, arrays.test_labels, num_classes)
@@ -643,8 +558,18 @@ def _array_splits(
     )
 
 
+def _copy_digits(root: Path) -> Path:
+    """Copy scikit-learn's bundled digits file into ``root``, the prepared-data folder."""
+    import shutil
+
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_bundled_digits(), root / _DIGITS_FILE)
+    return root
+
+
 def _bundled_digits() -> Path:
-    """scikit-learn's bundled ``digits.csv.gz``, found without importing scikit-learn (slow)."""
+    """scikit-learn's bundled ``digits.csv.gz``, found without importing scikit-learn, which is
+    slow to import."""
     import importlib.util
 
     spec = importlib.util.find_spec("sklearn")
@@ -695,6 +620,7 @@ def _digits_splits(root: Path, val_fraction: float, split_seed: int, classes: in
 
 
 def _imagenet_missing(root: Path) -> str:
+    """Why ImageNet is missing and where to put it: it cannot be fetched for the user."""
     return (
         f"ImageNet not found in {root}: it cannot be downloaded automatically (licence); "
         f"get ILSVRC2012 from https://image-net.org and put it in {root} as "

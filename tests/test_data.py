@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import os
 import pickle
 import struct
 import tarfile
@@ -22,6 +23,8 @@ from sinreq.data import DATASETS, DatasetError, Splits, build_splits, download, 
 
 CIFAR_PER_BATCH = 20  # 5 training batches -> 100 training images
 CIFAR_TEST = 20
+CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer"]
+CIFAR_CLASSES += ["dog", "frog", "horse", "ship", "truck"]
 SVHN_TRAIN = 30
 SVHN_TEST = 12
 FASHION_TRAIN = 30
@@ -74,7 +77,8 @@ def ids(dataset) -> list[int]:
 
 
 def write_cifar(root: Path) -> dict[str, np.ndarray]:
-    """CIFAR-10 python batches; image k carries id k in its first two red pixels, label k % 10."""
+    """CIFAR-10 python batches and label names; image k carries id k in its first two red pixels,
+    label k % 10. The keys are str, as torchvision reads the real Python 2 pickles (latin1)."""
     rng = np.random.default_rng(0)
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True)
@@ -91,18 +95,14 @@ def write_cifar(root: Path) -> dict[str, np.ndarray]:
         pixels[:, 1] = numbers // 256
         pixels[:, 3071] = 51  # blue, row 31, column 31: a known value, 0.2 of full scale
         batch = {
-            b"batch_label": name.encode(),
-            b"labels": [int(k % 10) for k in numbers],
-            b"data": pixels,
-            b"filenames": [f"img_{k}.png".encode() for k in numbers],
+            "batch_label": name,
+            "labels": [int(k % 10) for k in numbers],
+            "data": pixels,
+            "filenames": [f"img_{k}.png" for k in numbers],
         }
         (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
         written[name] = pixels
-    meta = {
-        b"num_cases_per_batch": CIFAR_PER_BATCH,
-        b"label_names": [b"airplane"],
-        b"num_vis": 3072,
-    }
+    meta = {"num_cases_per_batch": CIFAR_PER_BATCH, "label_names": CIFAR_CLASSES, "num_vis": 3072}
     (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
     return written
 
@@ -115,6 +115,8 @@ def trust_cifar(monkeypatch, root: Path) -> None:
     train = [[f"data_batch_{i}", md5(folder / f"data_batch_{i}")] for i in range(1, 6)]
     monkeypatch.setattr(CIFAR10, "train_list", train)
     monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", md5(folder / "test_batch")]])
+    meta = {**CIFAR10.meta, "md5": md5(folder / CIFAR10.meta["filename"])}
+    monkeypatch.setattr(CIFAR10, "meta", meta)
 
 
 def write_svhn(root: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -320,8 +322,9 @@ def test_digits_class_subset():
 # ----------------------------------------------------------------------------- CIFAR-10
 
 
-def test_cifar_parser_reads_the_python_batches(tmp_path):
+def test_cifar_loader_reads_the_python_batches(tmp_path, monkeypatch):
     written = write_cifar(tmp_path)
+    trust_cifar(monkeypatch, tmp_path)
     arrays = data._load_cifar10(tmp_path)
     assert arrays.train_images.shape == (5 * CIFAR_PER_BATCH, 3, 32, 32)
     assert arrays.train_images.dtype == torch.uint8 and arrays.train_labels.dtype == torch.int64
@@ -331,6 +334,8 @@ def test_cifar_parser_reads_the_python_batches(tmp_path):
     row = written["data_batch_2"][5]
     assert arrays.train_images[25, 1, 3, 7] == row[1024 + 3 * 32 + 7]
     assert arrays.train_images[25, 2, 31, 0] == row[2048 + 31 * 32]
+    assert arrays.train_images.is_contiguous() and arrays.test_images.is_contiguous()
+    assert arrays.test_labels.tolist() == [k % 10 for k in range(100, 100 + CIFAR_TEST)]
 
 
 def test_cifar_splits_end_to_end(tmp_path, monkeypatch):
@@ -410,11 +415,12 @@ def test_cifar_truncated_and_missing_files_are_rejected(tmp_path, monkeypatch):
     batch = folder / "data_batch_3"
     batch.write_bytes(batch.read_bytes()[:500])
     (folder / "test_batch").unlink()
+    (folder / "batches.meta").unlink()
     with pytest.raises(DatasetError) as err:
         build_splits("cifar10", tmp_path)
     assert_one_line(
         err,
-        "(missing: test_batch; checksum mismatch: data_batch_3)",
+        "(missing: test_batch, batches.meta; checksum mismatch: data_batch_3)",
         f"run: sinreq download cifar10 --root {tmp_path}",
     )
 
@@ -429,24 +435,37 @@ def test_cifar_missing_folder(tmp_path):
     )
 
 
-def test_cifar_parser_rejects_unreadable_batches(tmp_path):
+class Payload:
+    """Unpickling this creates the folder ``marker``: stands for code run by a hostile pickle."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.mkdir, (str(self.marker),)
+
+
+@pytest.mark.parametrize("batch", ["data_batch_4", "batches.meta"])
+def test_cifar_pickles_are_never_opened_before_their_checksums_pass(tmp_path, monkeypatch, batch):
     write_cifar(tmp_path)
-    (tmp_path / "cifar-10-batches-py" / "data_batch_4").write_bytes(b"\x80\x02garbage\n")
+    trust_cifar(monkeypatch, tmp_path)
+    marker = tmp_path / "payload-ran"
+    hostile = pickle.dumps(Payload(marker))
+    pickle.loads(hostile)  # the payload works when unpickled
+    marker.rmdir()
+    (tmp_path / "cifar-10-batches-py" / batch).write_bytes(hostile)
     with pytest.raises(DatasetError) as err:
         data._load_cifar10(tmp_path)
-    assert_one_line(err, "data_batch_4", "run: sinreq download cifar10")
-    bad = {b"data": np.zeros((2, 100), dtype=np.uint8), b"labels": [0, 1]}
-    (tmp_path / "cifar-10-batches-py" / "data_batch_4").write_bytes(pickle.dumps(bad))
-    with pytest.raises(DatasetError) as err:
-        data._load_cifar10(tmp_path)
-    assert_one_line(err, "data_batch_4", "(N, 3072)")
+    assert_one_line(err, f"checksum mismatch: {batch})", "run: sinreq download cifar10")
+    assert not marker.exists()
 
 
 # ----------------------------------------------------------------------------- SVHN
 
 
-def test_svhn_parser_maps_label_10_to_0_and_keeps_the_layout(tmp_path):
+def test_svhn_loader_maps_label_10_to_0_and_keeps_the_layout(tmp_path, monkeypatch):
     written = write_svhn(tmp_path)
+    trust_svhn(monkeypatch, tmp_path)
     arrays = data._load_svhn(tmp_path)
     assert arrays.train_images.shape == (SVHN_TRAIN, 3, 32, 32)
     assert arrays.train_images.dtype == torch.uint8 and arrays.train_labels.dtype == torch.int64
@@ -457,6 +476,7 @@ def test_svhn_parser_maps_label_10_to_0_and_keeps_the_layout(tmp_path):
     assert arrays.train_labels[10] == 0 and y[10, 0] == 10
     # X is (row, column, channel, image)
     assert arrays.train_images[7, 2, 5, 9] == x[5, 9, 2, 7]
+    assert arrays.train_images.is_contiguous() and arrays.test_images.is_contiguous()
     assert arrays.test_labels.tolist() == [
         k % 10 for k in range(SVHN_TRAIN, SVHN_TRAIN + SVHN_TEST)
     ]
@@ -498,15 +518,23 @@ def test_svhn_missing_files(tmp_path):
     )
 
 
-def test_svhn_parser_rejects_bad_labels(tmp_path):
+def test_svhn_tampered_file_is_rejected_before_it_is_read(tmp_path, monkeypatch):
     import scipy.io
 
     write_svhn(tmp_path)
+    trust_svhn(monkeypatch, tmp_path)
     x = np.zeros((32, 32, 3, 2), dtype=np.uint8)
     scipy.io.savemat(tmp_path / "test_32x32.mat", {"X": x, "y": np.array([[3], [11]])})
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a file was read before its checksum was checked")
+
+    monkeypatch.setattr(scipy.io, "loadmat", refuse)
     with pytest.raises(DatasetError) as err:
         data._load_svhn(tmp_path)
-    assert_one_line(err, str(tmp_path / "test_32x32.mat"), "labels y 1..10")
+    assert_one_line(
+        err, "(checksum mismatch: test_32x32.mat)", f"sinreq download svhn --root {tmp_path}"
+    )
 
 
 # ----------------------------------------------------------------------------- Fashion-MNIST
@@ -604,6 +632,21 @@ def test_fashion_import_missing_source_files(tmp_path, fashion):
     with pytest.raises(DatasetError) as err:
         download("fashion_mnist", tmp_path / "data", source=tmp_path / "nowhere")
     assert_one_line(err, str(tmp_path / "nowhere"), *(f"{name}.gz" for name in FASHION_FILES))
+
+
+def test_fashion_reads_the_verified_raw_files_not_a_legacy_cache(tmp_path, fashion):
+    source, arrays, _ = fashion
+    root = tmp_path / "data"
+    download("fashion_mnist", root, source=source)
+    # torchvision.datasets.FashionMNIST would read these unverified files instead of raw/
+    processed = root / "FashionMNIST" / "processed"
+    processed.mkdir()
+    for name in ("training.pt", "test.pt"):
+        torch.save((torch.zeros(5, 28, 28, dtype=torch.uint8), torch.zeros(5)), processed / name)
+    splits = build_splits("fashion_mnist", root)
+    assert [splits.test[i][1] for i in range(FASHION_TEST)] == arrays[
+        "t10k-labels-idx1-ubyte"
+    ].tolist()
 
 
 def test_fashion_missing_folder(tmp_path):
