@@ -5,42 +5,22 @@ The project's pytest configuration collects ``tests/`` only, so these run when a
     .venv/bin/pytest benchmarks/ --benchmark-only --benchmark-json=.benchmarks/latest.json
     .venv/bin/python benchmarks/ratios.py .benchmarks/latest.json
 
-The default run is sized for 2-3 minutes on 2 idle cores (it took 6.5 minutes on a machine shared
-with a training job, with ``OMP_WAIT_POLICY=PASSIVE``). What is measured:
-
-- ``test_step.py``: one full training step (forward, cross-entropy (+ SinReQ), backward, SGD
-  momentum step), FP32 / DoReFa W4A4 / WRPN W4A4, with and without SinReQ, for ResNet-20 and the
-  small CIFAR-10 convnet; one pytest-benchmark group per network; plus ResNet-20's
-  configurations interleaved round by round (paired ratios, for the verdicts). The ``compile`` ones
-  (``torch.compile``; about 70 s of compilation each) run only when asked for: ``-m compile``
-  or ``SINREQ_BENCH_COMPILE=1``.
+- ``test_step.py``: one training step (``sinreq.train.train_step``), FP32 / DoReFa W4A4 / WRPN
+  W4A4, with and without SinReQ, ResNet-20 and the CIFAR-10 convnet, plus ResNet-20's
+  configurations interleaved round by round (paired ratios, for the verdicts); the ``compile``
+  ones run only with ``-m compile`` or ``SINREQ_BENCH_COMPILE=1``.
 - ``test_regularizer.py``: the SinReQ penalty (value and gradient) alone.
 - ``test_loader.py``: data-loader throughput on ``digits`` and a generated CIFAR-10 set.
 - ``ratios.py``: ratios and PASS/FAIL against the speed targets from the JSON file.
-- ``profile_step.py``: per-op profile of one network in two configurations (not a benchmark).
+- ``profile_step.py``: per-op profile of one network (not a benchmark).
 - ``gpu_check.sh``: one-epoch FP32 vs DoReFa W4A4 + SinReQ throughput on a CUDA machine.
 
-Environment variables (all optional):
-
-``SINREQ_BENCH_THREADS``  torch threads (default 2, the setting the targets are stated for).
-``SINREQ_BENCH_SCALE``    multiplies every benchmark's number of rounds (default 1; e.g. 0.2
-                          for a smoke run, 3 for tighter medians).
-``SINREQ_BENCH_COMPILE``  ``1`` also runs the ``compile`` benchmarks.
-
-``SINREQ_BENCH_*`` settings are recorded in the JSON file (key ``sinreq``).
-
-Timings on a machine shared with other jobs are noisy: the ratios of ``ratios.py`` are steadier
-than the absolute times, but pytest-benchmark runs the configurations one after the other, so
-a load change between two of them moves their ratio (the "spread" column shows how much the
-rounds scattered). Two things help on a busy machine:
-
-- ``OMP_WAIT_POLICY=PASSIVE`` (set before Python starts). With OpenMP's default busy-waiting,
-  a 2-thread op whose second thread is descheduled waits for a whole time slice: measured
-  here with one other training job running, a 37k-element ``tanh`` took 1.3 ms instead of
-  0.13 ms, and a ResNet-20 step 2-6 s instead of about 0.8 s.
-- ``SINREQ_BENCH_THREADS=1 ... --benchmark-timer=time.process_time``: CPU time of one thread,
-  which time-slicing does not inflate (a different setting from the targets' 2 threads: say
-  so when quoting it).
+Environment (all optional, recorded in the JSON under ``sinreq``): ``SINREQ_BENCH_THREADS``
+(torch threads, default 2), ``SINREQ_BENCH_SCALE`` (multiplies the rounds, default 1),
+``SINREQ_BENCH_COMPILE=1``. On a machine shared with other jobs set ``OMP_WAIT_POLICY=PASSIVE``
+before Python starts (OpenMP's busy-waiting makes a descheduled thread cost a time slice), or
+time one thread's CPU with ``SINREQ_BENCH_THREADS=1 ... --benchmark-timer=time.process_time``;
+README "Speed" has the measured effects.
 """
 
 from __future__ import annotations
@@ -51,7 +31,6 @@ from dataclasses import dataclass
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 THREADS = int(os.environ.get("SINREQ_BENCH_THREADS", "2"))
@@ -169,19 +148,15 @@ def make_train_step(
     y: torch.Tensor,
     compile: bool = False,
 ) -> TrainStep:
-    """A training step as the body of ``sinreq.train._train_epoch`` runs it on the CPU.
+    """The training step users run (``sinreq.train.train_step``) on one fixed batch, CPU.
 
-    ``logits = model(x)``; ``ce = cross_entropy(logits.float(), y)``; ``loss = ce + R(model,
-    epoch)`` with ``R = SinReQ(lambda=1)`` (latent domain, constant schedule, every quantized
-    layer, the defaults of ``sinreq train --lambda 1``); the finiteness check; ``zero_grad
-    (set_to_none=True)``, ``backward``, ``SGD(momentum=0.9, weight_decay=1e-4).step()``. The
-    learning rate is 0.01 instead of the default 0.1 so that hundreds of steps on one random
-    batch stay finite (it does not change the work done). ``compile`` wraps the model in
-    ``torch.compile`` as ``sinreq train --compile`` does (model and inputs in the memory format
-    of ``sinreq.train.memory_format``: NHWC when compiled); the regularizer stays eager.
+    ``R = SinReQ(lambda=1)`` (constant schedule, every quantized layer), SGD with momentum 0.9 and
+    weight decay 1e-4 at lr 0.01 (so that hundreds of steps on one random batch stay finite; the
+    work is the same). ``compile`` wraps the model in ``torch.compile`` as ``sinreq train
+    --compile`` does (NHWC, ``sinreq.train.memory_format``); the regularizer stays eager.
     """
     from sinreq.regularizers import SinReQ
-    from sinreq.train import memory_format
+    from sinreq.train import memory_format, train_step
 
     layout = memory_format(torch.device("cpu"), compile)
     model = build_model(network, method).to(memory_format=layout)
@@ -191,14 +166,7 @@ def make_train_step(
     step_model = torch.compile(model) if compile else model
 
     def step() -> None:
-        logits = step_model(x)
-        ce = F.cross_entropy(logits.float(), y)
-        loss = ce if regularizer is None else ce + regularizer(step_model, 0.0)
-        if not torch.isfinite(loss):
-            raise RuntimeError(f"loss is {loss.item()} in the benchmark step")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        train_step(step_model, regularizer, x, y, optimizer, 0.0)
 
     return TrainStep(model, step_model, regularizer, optimizer, step)
 

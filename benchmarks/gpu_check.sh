@@ -7,7 +7,7 @@
 #
 # For each configuration it builds the model and optimizer as `sinreq train` does (build_training:
 # with first_last="quantize", SinReQ lambda 1, SGD momentum 0.9, weight decay 1e-4, the model in
-# channels_last on CUDA) and runs `sinreq.train._train_epoch`, the real training loop: channels_last
+# channels_last on CUDA) and runs `sinreq.train.train_epoch`, the real training loop: channels_last
 # inputs, bf16 autocast around the forward (the quantizers compute in FP32 there, see
 # sinreq/train.py), cross-entropy + SinReQ, backward, SGD step, a device synchronisation at the end.
 # The data is a TensorDataset of random CIFAR-shaped images (3x32x32, labels 0..9) behind a
@@ -62,7 +62,7 @@ if device_name == "cuda" and not torch.cuda.is_available():
 
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
-from sinreq.train import TrainConfig, _train_epoch, build_training, memory_format  # noqa: E402
+from sinreq.train import Run, TrainConfig, build_training, memory_format, train_epoch  # noqa: E402
 
 device = torch.device(device_name)
 generator = torch.Generator().manual_seed(0)
@@ -86,7 +86,7 @@ def loader(dataset):
 
 class Preloaded:
     """The batches of a seeded shuffle, already on the device in the training memory format:
-    what ``_train_epoch`` needs of a loader (``generator``, ``len``, iteration), no loading."""
+    what ``train_epoch`` needs of a loader (``generator``, ``len``, iteration), no loading."""
 
     def __init__(self, dataset) -> None:
         self.generator = torch.Generator().manual_seed(0)
@@ -112,10 +112,15 @@ def run(method: str, lam: float, preloaded: Preloaded) -> tuple[dict, dict]:
     torch.manual_seed(cfg.seed)
     model, regularizer, optimizer = build_training(cfg, 10, device)
     amp = cfg.amp and device.type == "cuda"
-    _train_epoch(model, regularizer, loader(warm), optimizer, cfg, 0, device, amp)  # warm-up
-    with_loader = _train_epoch(model, regularizer, loader(data), optimizer, cfg, 0, device, amp)
-    steps_only = _train_epoch(model, regularizer, preloaded, optimizer, cfg, 0, device, amp)
-    return with_loader, steps_only
+    layout = memory_format(device, cfg.compile)
+
+    def epoch(batches) -> dict:
+        run = Run(cfg, device, model, model, regularizer, optimizer, None, (batches, None, None),
+                  amp, layout)  # fmt: skip
+        return train_epoch(run, 0)
+
+    epoch(loader(warm))  # warm-up
+    return epoch(loader(data)), epoch(preloaded)
 
 
 where = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"

@@ -3,8 +3,8 @@
 FP32, DoReFa W4A4 and WRPN W4A4 (4-bit weights in every Conv2d/Linear, ``first_last=
 "quantize"``, and 4-bit activations), the quantized ones with and without SinReQ (lambda 1), on
 ResNet-20 and the CIFAR-10 convnet; batch 128 of random 3x32x32 inputs, fixed seed; the step is
-``conftest.make_train_step`` (the loop body of ``sinreq.train._train_epoch``). Every benchmark
-records ``extra_info`` (kind, network, method, sinreq, images per step) that
+``conftest.make_train_step`` (``sinreq.train.train_step``, the loop body of training). Every
+benchmark records ``extra_info`` (kind, network, method, sinreq, images per step) that
 ``ratios.py`` reads, so the names may change without breaking it.
 
 pytest-benchmark runs one benchmark after the other (no interleaving), so a change of machine

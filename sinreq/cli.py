@@ -14,7 +14,8 @@ from pathlib import Path
 
 
 def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from sinreq.train import configs_from_args, train_all
+    from sinreq.config import configs_from_args
+    from sinreq.train import train_all
 
     train_all(configs_from_args(args))
     return 0
@@ -48,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sinreq", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    from sinreq.train import add_train_arguments
+    from sinreq.config import add_train_arguments
 
     train = sub.add_parser("train", help="train one network in one configuration")
     add_train_arguments(train)

@@ -4,10 +4,11 @@ A plain loop in the spirit of torchvision's ``references/classification``::
 
     loss = cross_entropy(model(x), y) + R(model, epoch)      # R = SinReQ / MSQE or 0
 
-SGD with momentum and weight decay, MultiStepLR. After every epoch the run writes, atomically,
-``OUT/checkpoint.pt`` (model, optimizer, scheduler, RNG states, history, MLflow run id) and logs
-the epoch's metrics to MLflow; rerunning the same command resumes from the last completed epoch and
-ends with the same numbers as an uninterrupted run, and a finished run is not retrained.
+SGD with momentum and weight decay, MultiStepLR. After every epoch a quantized run refreshes its
+BatchNorm statistics and is validated; the run writes, atomically, ``OUT/checkpoint.pt`` (model,
+optimizer, scheduler, RNG states, history, MLflow run id) and logs the epoch to MLflow. Rerunning
+the same command resumes from the last completed epoch and ends with the same numbers as an
+uninterrupted run; a finished run returns at once. The test split is read once, at the end.
 
 ``OUT`` ends up holding ``config.json`` (the resolved configuration, git commit, package
 versions), ``layers.json`` (per-layer bits), ``metrics.json``, ``checkpoint.pt`` and
@@ -16,378 +17,36 @@ versions), ``layers.json`` (per-layer bits), ``metrics.json``, ``checkpoint.pt``
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
-import logging
-import math
 import random
-import subprocess
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
-from dataclasses import field as dataclass_field
-from importlib import metadata
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from torch import nn
 
 from sinreq import models
 from sinreq.checkpoint import atomic_write, load_checkpoint, load_model_state, save_checkpoint
-from sinreq.data import DATASETS
-from sinreq.quant import check_bits, layer_table, quantize_model, quantized_layers, weight_domain
+from sinreq.config import (
+    NON_RESULT_FIELDS,
+    Plan,
+    TrainConfig,
+    differing_result_field,
+    result_config,
+)
+from sinreq.quant import layer_table, quantize_model, quantized_layers, weight_domain
 from sinreq.regularizers import build_regularizer, near_level_fraction, nearest_level
-
-# Fields that do not change the numbers a run produces: a resumed run may differ in these.
-_NON_RESULT_FIELDS = {
-    "out", "tracking_uri", "experiment", "device", "workers", "profile", "stage", "phase",
-}  # fmt: skip
+from sinreq.tracking import log_run_header, provenance, start_mlflow_run
 
 
 class TrainingError(RuntimeError):
     """A run that cannot go on (diverged, or its folder holds a different run): one-line message."""
-
-
-class TrainConfig(BaseModel):
-    """Everything that defines a training run. Each field is a ``--kebab-case`` flag and a key of
-    the ``--config`` YAML file (flags win)."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, protected_namespaces=())
-
-    model: str = Field(description=f"network: {', '.join(models.available())}")
-    dataset: str = Field("digits", description=f"dataset: {', '.join(DATASETS)}")
-    data_dir: str = Field("data", description="folder holding downloaded datasets")
-    classes: int | None = Field(None, ge=2, description="keep the first N classes (imagenet)")
-    val_fraction: float = Field(0.1, gt=0, lt=1, description="validation hold-out of train")
-    method: Literal["fp", "dorefa", "wrpn"] = Field("fp", description="weight quantizer")
-    bits: int = Field(4, description="weight bits (2..8)")
-    act_bits: int | None = Field(
-        None, description="activation bits (2..8); 'bits' = same as --bits; none = ReLU"
-    )
-    first_last: Literal["fp", "8bit", "quantize"] = Field(
-        "8bit", description="first/last layer: keep float, 8 bits, or quantize like the rest"
-    )
-    overrides: dict[str, int | None] = Field(
-        default_factory=dict, description="per-layer bits: PATTERN=BITS (BITS 'none' = float)"
-    )
-    width: float = Field(1.0, gt=0, description="width multiplier (WRPN widening)")
-    lam: float = Field(0.0, alias="lambda", description="regularizer strength (0 = none)")
-    regularizer: Literal["sinreq", "msqe"] = Field("sinreq", description="grid regularizer")
-    domain: Literal["latent", "normalized"] = Field(
-        "normalized",
-        description="regularized value: DoReFa's normalized value (its real levels) or the latent "
-        "weight (the authors' code; an ablation)",
-    )
-    schedule: Literal["constant", "warmup", "tanh"] = Field("constant", description="lambda ramp")
-    warmup_epochs: float = Field(5.0, gt=0, description="epochs of the linear warm-up")
-    reg_exclude_first_last: bool = Field(False, description="do not regularize first/last layer")
-    reg_all_widths: bool = Field(
-        False, description="also regularize layers at other widths (8-bit edges) on their grid"
-    )
-    bn_recalib_batches: int = Field(
-        50,
-        ge=0,
-        description="training batches that refresh BatchNorm statistics before each "
-        "evaluation of a quantized run (0 = off)",
-    )
-    epochs: int = Field(10, ge=1, description="training epochs")
-    batch_size: int = Field(128, ge=1, description="mini-batch size")
-    lr: float = Field(0.1, gt=0, description="initial learning rate")
-    momentum: float = Field(0.9, ge=0, description="SGD momentum")
-    weight_decay: float = Field(1e-4, ge=0, description="SGD weight decay")
-    lr_milestones: list[int] = Field(default_factory=list, description="epochs to decay lr at")
-    lr_gamma: float = Field(0.2, gt=0, description="lr decay factor at each milestone")
-    seed: int = Field(0, ge=0, description="random seed (init, order, augmentation)")
-    init_from: str | None = Field(None, description="checkpoint or run folder to start from")
-    out: str = Field(description="run folder (resumed if it holds a checkpoint)")
-    tracking_uri: str = Field("sqlite:///mlflow.db", description="MLflow tracking URI")
-    experiment: str = Field("sinreq", description="MLflow experiment")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where to train")
-    compile: bool = Field(False, description="torch.compile the model (pays off on long runs)")
-    amp: bool = Field(True, description="bf16 autocast on CUDA (quantizers stay FP32)")
-    workers: int = Field(0, ge=0, description="data-loader worker processes")
-    profile: str | None = Field(None, description="pipeline profile (recorded as a tag)")
-    stage: str | None = Field(None, description="pipeline stage (recorded as a tag)")
-    phase: Literal["baseline", "tune", "final"] | None = Field(
-        None, description="study phase: FP baseline, lambda tuning, or final seeds"
-    )
-
-    @field_validator("act_bits", "init_from", "classes", mode="before")
-    @classmethod
-    def _none_words(cls, v: Any, info) -> Any:
-        """``none``, ``null`` and the empty string mean "not set" (as DVC renders nulls);
-        ``--act-bits bits`` means "the same as --bits"."""
-        if isinstance(v, str) and v.strip().lower() in ("", "none", "null"):
-            return None
-        if info.field_name == "act_bits" and v == "bits":
-            return info.data.get("bits")
-        return v
-
-    @field_validator("model")
-    @classmethod
-    def _known_model(cls, v: str) -> str:
-        if v not in models.available():
-            raise ValueError(f"unknown model {v!r}; allowed: {', '.join(models.available())}")
-        return v
-
-    @field_validator("dataset")
-    @classmethod
-    def _known_dataset(cls, v: str) -> str:
-        if v not in DATASETS:
-            raise ValueError(f"unknown dataset {v!r}; allowed: {', '.join(DATASETS)}")
-        return v
-
-    @field_validator("bits", "act_bits")
-    @classmethod
-    def _bits_range(cls, v: int | None, info) -> int | None:
-        return v if v is None else check_bits(v, info.field_name)
-
-    @field_validator("lam")
-    @classmethod
-    def _lambda_range(cls, v: float) -> float:
-        if not math.isfinite(v) or v < 0:
-            raise ValueError(f"lambda={v!r} is not allowed; allowed: a finite number >= 0")
-        return v
-
-    @field_validator("overrides", mode="before")
-    @classmethod
-    def _parse_overrides(cls, v: Any) -> Any:
-        if isinstance(v, list):  # from repeated --overrides PATTERN=BITS flags
-            pairs = [item.split("=", 1) for item in v]
-            if any(len(p) != 2 for p in pairs):
-                raise ValueError(f"overrides {v!r} must look like PATTERN=BITS")
-            v = {k: None if b.lower() in ("none", "fp") else int(b) for k, b in pairs}
-        return {k: b if b is None else check_bits(b, f"bits of {k!r}") for k, b in v.items()}
-
-    @field_validator("lr_milestones", mode="before")
-    @classmethod
-    def _parse_milestones(cls, v: Any) -> Any:
-        return [int(x) for x in v.split(",") if x.strip()] if isinstance(v, str) else v
-
-    @model_validator(mode="after")
-    def _consistent(self) -> TrainConfig:
-        if self.init_from and "{" in self.init_from:  # e.g. runs/fp/{model}/seed{seed}
-            try:
-                self.init_from = self.init_from.format(**self.model_dump(by_alias=True))
-            except (KeyError, IndexError, ValueError) as err:
-                raise ValueError(f"--init-from {self.init_from!r}: unknown field {err}") from None
-        if self.method == "fp" and self.lam > 0:
-            raise ValueError(f"lambda={self.lam} needs a quantized method; allowed: dorefa, wrpn")
-        if self.schedule == "warmup" and self.lam > 0 and self.warmup_epochs > self.epochs:
-            raise ValueError(f"warmup_epochs={self.warmup_epochs} exceeds epochs={self.epochs}")
-        return self
-
-    def run_name(self) -> str:
-        """A readable name for the run, e.g. ``resnet20-cifar10-dorefa-w4a4-sinreq1-s0``."""
-        parts = [self.model, self.dataset, self.method]
-        if self.method != "fp":
-            parts.append(f"w{self.bits}" + (f"a{self.act_bits}" if self.act_bits else ""))
-            if self.lam > 0:
-                parts.append(f"{self.regularizer}{self.lam:g}-{self.domain}")
-        return "-".join(parts + [f"s{self.seed}"])
-
-
-# ---------------------------------------------------------------------------------------------
-# Command line: flags generated from TrainConfig, merged over the optional YAML config.
-
-
-def _flag(name: str) -> str:
-    return "--" + (TrainConfig.model_fields[name].alias or name).replace("_", "-")
-
-
-def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """One ``--kebab-case`` flag per TrainConfig field, ``--config FILE.yaml`` and ``--grid``."""
-    parser.add_argument("--config", help="YAML file with any of the options below (flags win)")
-    parser.add_argument(
-        "--grid", action="append", metavar="OPTION=V1,V2",
-        help="train every combination of these values, each run in OUT/<option><value>-...",
-    )  # fmt: skip
-    parser.add_argument(
-        "--grid-summary",
-        metavar="FILE",
-        help="where a grid writes its runs' metrics (OUT/grid.json)",
-    )
-    parser.add_argument(
-        "--tune-lambdas", metavar="L1,L2",
-        help="choose lambda on validation: --tune-seeds run every value (OUT/tune/), then the "
-        "--grid seeds run lambda 0 and the best (OUT/final/)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--tune-seeds", metavar="S1,S2", help="seeds of the lambda tuning (not the final seeds)"
-    )
-    for name, field in TrainConfig.model_fields.items():
-        kwargs: dict[str, Any] = {"dest": name, "default": None, "help": field.description}
-        if field.annotation is bool:
-            kwargs.update(nargs="?", const="true", metavar="true|false")
-        elif name == "overrides":
-            kwargs.update(action="append", metavar="PATTERN=BITS")
-        flags = {_flag(name), _flag(name).replace("-", "_").replace("__", "--")}  # DVC dict style
-        parser.add_argument(*sorted(flags), **kwargs)
-
-
-def _field_name(key: str) -> str:
-    """The TrainConfig field for a flag, YAML key or alias (``lambda`` -> ``lam``)."""
-    key = key.replace("-", "_")
-    return "lam" if key == "lambda" else key
-
-
-def _validation_message(err: ValidationError) -> str:
-    first = err.errors()[0]
-    field = _field_name(str(first["loc"][0])) if first["loc"] else ""
-    if first["type"] == "extra_forbidden":
-        allowed = ", ".join(f.alias or n for n, f in TrainConfig.model_fields.items())
-        return f"unknown option {field!r}; allowed: {allowed}"
-    msg = first["msg"].removeprefix("Value error, ")
-    where = _flag(field) if field in TrainConfig.model_fields else "config"
-    got = "" if first["type"] == "value_error" else f" (got {first.get('input')!r})"
-    return f"{where}: {msg}{got}"
-
-
-def _validate(values: dict[str, Any]) -> TrainConfig:
-    try:
-        return TrainConfig.model_validate(values)
-    except ValidationError as err:
-        raise ValueError(_validation_message(err)) from None
-
-
-@dataclass
-class Plan:
-    """What one ``sinreq train`` command runs: ``runs`` (one run or a grid), or, with lambda
-    tuning, the ``tune`` runs then ``finals[chosen lambda]`` (every candidate validated up front).
-    """
-
-    runs: list[TrainConfig]
-    summary: Path | None = None
-    tune: list[TrainConfig] = dataclass_field(default_factory=list)
-    finals: dict[float, list[TrainConfig]] = dataclass_field(default_factory=dict)
-
-
-def configs_from_args(args: argparse.Namespace) -> Plan:
-    """Merge ``--config`` YAML and the flags given (flags win) into validated TrainConfigs.
-
-    Without ``--grid`` that is one configuration. ``--grid seed=0,1 --grid lambda=0,1`` (or a
-    ``grid:`` mapping in the YAML file) expands to the Cartesian product, each run in its own
-    folder ``OUT/seed0-lambda0`` and so on. With ``--tune-lambdas`` the grid gives the final
-    seeds (see :mod:`sinreq.tuning`). Everything is validated before anything runs.
-    """
-    values: dict[str, Any] = {}
-    grid: dict[str, list[Any]] = {}
-    if args.config:
-        try:
-            loaded = yaml.safe_load(Path(args.config).read_text())
-        except (OSError, yaml.YAMLError) as err:
-            raise ValueError(f"cannot read config {args.config}: {err}".splitlines()[0]) from None
-        if not isinstance(loaded, dict):
-            raise ValueError(f"config {args.config} must be a YAML mapping of option: value")
-        grid = dict(loaded.pop("grid", None) or {})
-        values = {_field_name(str(k)): v for k, v in loaded.items()}
-    for item in args.grid or []:
-        key, sep, listed = item.partition("=")
-        if not sep or not listed:
-            raise ValueError(f"--grid {item!r} must look like OPTION=V1,V2")
-        grid[key] = listed.split(",")
-    values.update(
-        {k: v for k, v in vars(args).items() if k in TrainConfig.model_fields and v is not None}
-    )
-    tuning = getattr(args, "tune_lambdas", None) or getattr(args, "tune_seeds", None)
-    if not grid and not tuning:
-        return Plan([_validate(values)])
-    if "out" not in values:
-        raise ValueError("--out: missing; give the folder the grid's runs go into")
-    summary = Path(args.grid_summary or Path(values["out"]) / "grid.json")
-    if not tuning:
-        return Plan(_expand(values, grid), summary)
-    lambdas = _number_list("--tune-lambdas", args.tune_lambdas, float)
-    tune_seeds = _number_list("--tune-seeds", args.tune_seeds, int)
-    if set(grid) - {"seed"}:
-        raise ValueError(f"--grid {next(iter(set(grid) - {'seed'}))}: with --tune-lambdas the "
-                         "grid may vary only seed (the final seeds)")  # fmt: skip
-    finals = {int(s) for s in grid.get("seed", [values.get("seed", 0)])}
-    if finals & set(tune_seeds):
-        both = min(finals & set(tune_seeds))
-        raise ValueError(f"--tune-seeds {args.tune_seeds}: seed {both} is also a final seed; "
-                         "allowed: seeds disjoint from --grid seed")  # fmt: skip
-    root = Path(values["out"])
-    grid = {"seed": sorted(finals)}
-    tune = _expand({**values, "phase": "tune", "out": str(root / "tune")},
-                   {"seed": tune_seeds, "lambda": lambdas})  # fmt: skip
-    final = {"phase": "final", "out": str(root / "final")}
-    return Plan(
-        runs=[],
-        summary=summary,
-        tune=tune,
-        finals={lam: _expand({**values, **final}, {**grid, "lambda": sorted({0.0, lam})})
-                for lam in lambdas},
-    )  # fmt: skip
-
-
-def _number_list(flag: str, text: str | None, kind: type) -> list:
-    try:
-        numbers = [kind(x) for x in (text or "").split(",") if x.strip()]
-    except ValueError:
-        numbers = []
-    if not numbers or any(x < 0 or x != x for x in numbers):
-        raise ValueError(f"{flag} {text!r}: allowed: a comma-separated list of numbers >= 0")
-    return numbers
-
-
-def _expand(values: dict[str, Any], grid: dict[str, list[Any]]) -> list[TrainConfig]:
-    """The Cartesian product of ``grid`` over ``values``, each run in ``OUT/<key><value>-...``."""
-    keys = [_field_name(k) for k in grid]
-    unknown = [k for k in keys if k not in TrainConfig.model_fields or k == "out"]
-    if unknown:
-        raise ValueError(f"--grid: cannot vary {unknown[0]!r}; allowed: any option except out")
-    configs = []
-    for combo in itertools.product(*(v if isinstance(v, list) else [v] for v in grid.values())):
-        name = "-".join(f"{k}{v:g}" if isinstance(v, float) else f"{k}{v}"
-                        for k, v in zip(grid, combo, strict=True))  # fmt: skip
-        run = {
-            **values,
-            **dict(zip(keys, combo, strict=True)),
-            "out": str(Path(values["out"]) / name),
-        }
-        configs.append(_validate(run))
-    return configs
-
-
-# ---------------------------------------------------------------------------------------------
-# Provenance
-
-
-def provenance() -> dict[str, Any]:
-    """Git commit and dirty flag of the checkout holding this package (None for an installed
-    copy outside any git repository), and the versions that matter."""
-    source = Path(__file__).resolve().parent
-
-    def git(*cmd: str) -> str | None:
-        try:
-            out = subprocess.run(
-                ["git", *cmd], capture_output=True, text=True, timeout=10, cwd=source
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return out.stdout.strip() if out.returncode == 0 else None
-
-    packages = ["sinreq", "torch", "torchvision", "numpy", "mlflow", "pydantic"]
-    versions = {p: metadata.version(p) for p in packages}
-    versions["torch"] = torch.__version__  # with its build tag, e.g. +cu130
-    versions["python"] = sys.version.split()[0]
-    status = git("status", "--porcelain", "--untracked-files=no")
-    return {
-        "git_commit": git("rev-parse", "HEAD"),
-        "git_dirty": None if status is None else bool(status),
-        "package_versions": versions,
-    }
-
-
-# ---------------------------------------------------------------------------------------------
-# Helpers
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -417,13 +76,8 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 def memory_format(device: torch.device, compile: bool) -> torch.memory_format:
-    """``channels_last`` (NHWC) on CUDA and under ``--compile``, else the default NCHW.
-
-    On CUDA NHWC feeds the tensor cores. On the CPU, inductor keeps NCHW tensors that the
-    quantizers' backward needs in NCHW and transposes them around its NHWC convolutions: measured
-    on ResNet-20 W4A4 + SinReQ (2 threads), compiled 1.12x the compiled FP32 step in NCHW, 1.03-
-    1.08x in NHWC. Eager CPU training stays NCHW (the eager quantizers' ratio to FP32 is lower).
-    """
+    """``channels_last`` (NHWC) on CUDA (tensor cores) and under ``--compile`` (inductor then
+    needs no NCHW copies of the quantizers' saved tensors); eager CPU training stays NCHW."""
     use_nhwc = device.type == "cuda" or compile
     return torch.channels_last if use_nhwc else torch.contiguous_format
 
@@ -526,29 +180,23 @@ def plot_weights(model: nn.Module, path: Path, title: str) -> None:
 # Training
 
 
-def _check_resumable(out: Path, cfg: TrainConfig) -> dict[str, Any] | None:
-    """The checkpoint in ``out`` if it belongs to the same configuration; None if there is none."""
-    file = out / "checkpoint.pt"
-    if not file.exists():
-        return None
-    try:
-        ckpt = load_checkpoint(file)
-    except ValueError as err:
-        raise TrainingError(f"{err}; move it away to start over") from None
-    old = {k: v for k, v in ckpt["config"].items() if k not in _NON_RESULT_FIELDS}
-    new = {k: v for k, v in _result_config(cfg).items() if k not in _NON_RESULT_FIELDS}
-    changed = sorted(k for k in new if old.get(k) != new[k])
-    if changed:
-        k = changed[0]
-        raise TrainingError(
-            f"{out} holds a run with another configuration ({k}: {old.get(k)!r} there, "
-            f"{new[k]!r} now); use another --out"
-        )
-    return ckpt
+@dataclass
+class Run:
+    """What one run trains with, built from its configuration before anything is written."""
 
-
-def _result_config(cfg: TrainConfig) -> dict[str, Any]:
-    return cfg.model_dump(by_alias=True, mode="json")
+    cfg: TrainConfig
+    device: torch.device
+    model: nn.Module  # whose state is saved
+    step_model: nn.Module  # what the steps call: ``model`` or its torch.compile wrapper
+    regularizer: Any
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    loaders: tuple  # train, validation, test
+    amp: bool
+    layout: torch.memory_format
+    history: list[dict[str, float]] = field(default_factory=list)
+    start_epoch: int = 0
+    mlflow_run_id: str | None = None
 
 
 def build_training(
@@ -584,89 +232,97 @@ def build_training(
     return model, regularizer, optimizer
 
 
-def train(cfg: TrainConfig) -> dict[str, Any]:
-    """Train (or resume, or return the finished result of) the run described by ``cfg``."""
+def prepare_run(cfg: TrainConfig) -> Run:
+    """Device, seeds, data, model, regularizer, optimizer and schedule of ``cfg``: everything that
+    can fail on bad input."""
     from sinreq.data import build_splits, make_loaders
 
-    # Everything that can fail on bad input happens before anything is written.
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     splits = build_splits(
         cfg.dataset, cfg.data_dir, val_fraction=cfg.val_fraction, split_seed=0, classes=cfg.classes
     )
-    train_loader, val_loader, test_loader = make_loaders(
-        splits, cfg.batch_size, seed=cfg.seed, workers=cfg.workers,
-        pin_memory=device.type == "cuda",
-    )  # fmt: skip
+    loaders = make_loaders(splits, cfg.batch_size, seed=cfg.seed, workers=cfg.workers,
+                           pin_memory=device.type == "cuda")  # fmt: skip
     model, regularizer, optimizer = build_training(cfg, splits.num_classes, device)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg.lr_milestones, cfg.lr_gamma)
-    amp = cfg.amp and device.type == "cuda"
-    layout = memory_format(device, cfg.compile)
+    return Run(
+        cfg, device, model, torch.compile(model) if cfg.compile else model, regularizer,
+        optimizer, scheduler, loaders, amp=cfg.amp and device.type == "cuda",
+        layout=memory_format(device, cfg.compile),
+    )  # fmt: skip
+
+
+def _matching_checkpoint(out: Path, cfg: TrainConfig) -> dict[str, Any] | None:
+    """The checkpoint in ``out`` if it belongs to the same configuration; None if there is none."""
+    file = out / "checkpoint.pt"
+    if not file.exists():
+        return None
+    try:
+        ckpt = load_checkpoint(file)
+    except ValueError as err:
+        raise TrainingError(f"{err}; move it away to start over") from None
+    old = {k: v for k, v in ckpt["config"].items() if k not in NON_RESULT_FIELDS}
+    changed = differing_result_field(old, cfg)
+    if changed:
+        now = result_config(cfg)[changed]
+        raise TrainingError(
+            f"{out} holds a run with another configuration ({changed}: {old.get(changed)!r} "
+            f"there, {now!r} now); use another --out"
+        )
+    return ckpt
+
+
+def _resume(run: Run, ckpt: dict[str, Any]) -> None:
+    run.model.load_state_dict(ckpt["model"])
+    run.optimizer.load_state_dict(ckpt["optimizer"])
+    run.scheduler.load_state_dict(ckpt["scheduler"])
+    _set_rng_state(ckpt["rng"])
+    run.start_epoch, run.history = ckpt["epoch"], ckpt["history"]
+    run.mlflow_run_id = ckpt["mlflow_run_id"]
+
+
+def _checkpoint(run: Run, epochs_done: int) -> dict[str, Any]:
+    return {
+        "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(), "epoch": epochs_done, "rng": _get_rng_state(),
+        "history": run.history, "mlflow_run_id": run.mlflow_run_id,
+        "config": result_config(run.cfg),
+    }  # fmt: skip
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Train (or resume, or return the finished result of) the run described by ``cfg``."""
+    import mlflow
+
     out = Path(cfg.out)
-    ckpt = _check_resumable(out, cfg)
+    ckpt = _matching_checkpoint(out, cfg)
     if ckpt is not None and ckpt["epoch"] >= cfg.epochs and (out / "metrics.json").exists():
         print(f"{out}: finished run, nothing to do", file=sys.stderr)
         return json.loads((out / "metrics.json").read_text())
-    step_model = torch.compile(model) if cfg.compile else model
-
-    import mlflow
-
-    logging.getLogger("mlflow").setLevel(logging.WARNING)  # keep stderr for what matters
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    mlflow.set_tracking_uri(cfg.tracking_uri)
-    out.mkdir(parents=True, exist_ok=True)
-    history: list[dict[str, float]] = []
-    start_epoch, run_id = 0, None
+    run = prepare_run(cfg)  # bad input fails here, before anything is written
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        _set_rng_state(ckpt["rng"])
-        start_epoch, history, run_id = ckpt["epoch"], ckpt["history"], ckpt["mlflow_run_id"]
-    config = {**_result_config(cfg), **provenance()}
-    layers = layer_table(model)
+        _resume(run, ckpt)
+    config, layers = {**result_config(cfg), **provenance()}, layer_table(run.model)
+    out.mkdir(parents=True, exist_ok=True)
     _write_json(out / "config.json", config)
     _write_json(out / "layers.json", layers)
-
-    mlflow.set_experiment(cfg.experiment)
-    with mlflow.start_run(run_id=run_id, run_name=cfg.run_name()) as run:
-        if run_id is None:
-            _log_run_header(mlflow, cfg, config, layers, device)
+    with start_mlflow_run(cfg, run.mlflow_run_id) as tracked:
+        if run.mlflow_run_id is None:
+            log_run_header(cfg, config, layers, run.device)
+        run.mlflow_run_id = tracked.info.run_id
         try:
-            for epoch in range(start_epoch, cfg.epochs):
-                epoch_start = time.perf_counter()
-                row = _train_epoch(
-                    step_model, regularizer, train_loader, optimizer, cfg, epoch, device, amp
-                )
-                scheduler.step()
-                if cfg.method != "fp":
-                    recalibrate_batchnorm(model, train_loader, cfg.bn_recalib_batches, device)
-                row["val_acc"] = evaluate(step_model, val_loader, device, amp, layout)
-                row["epoch_wall_s"] = time.perf_counter() - epoch_start
-                history.append(row)
+            for epoch in range(run.start_epoch, cfg.epochs):
+                row = run_epoch(run, epoch)
                 mlflow.log_metrics(row, step=epoch + 1)
-                state = {
-                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "epoch": epoch + 1,
-                    "rng": _get_rng_state(), "history": history,
-                    "mlflow_run_id": run.info.run_id, "config": _result_config(cfg),
-                }  # fmt: skip
-                save_checkpoint(state, out / "checkpoint.pt")
+                save_checkpoint(_checkpoint(run, epoch + 1), out / "checkpoint.pt")
                 print(_epoch_line(epoch, cfg.epochs, row), flush=True)
         except TrainingError as err:
             mlflow.set_tag("failure", str(err))
             mlflow.end_run(status="FAILED")
             raise
-        metrics = _final_metrics(model, cfg, history, test_loader, device, amp)
-        _write_json(out / "metrics.json", metrics)
-        mlflow.log_metrics({k: v for k, v in metrics.items() if isinstance(v, int | float)})
-        if cfg.method != "fp":
-            plot_weights(model, out / "weights.png", cfg.run_name())
-        for name in ("metrics.json", "config.json", "layers.json", "weights.png"):
-            if (out / name).exists():
-                mlflow.log_artifact(str(out / name))
-    return metrics
+        return _finish(run, out)
 
 
 def train_all(plan: Plan) -> None:
@@ -690,92 +346,82 @@ def train_all(plan: Plan) -> None:
 
 def _run_key(cfg: TrainConfig) -> str:
     """``seed0-lambda1``, or ``tune/seed0-lambda1`` for a phase's run."""
-    return (
-        f"{cfg.phase}/{Path(cfg.out).name}"
-        if cfg.phase in ("tune", "final")
-        else Path(cfg.out).name
-    )
+    name = Path(cfg.out).name
+    return f"{cfg.phase}/{name}" if cfg.phase in ("tune", "final") else name
 
 
-def _log_run_header(
-    mlflow, cfg: TrainConfig, config: dict, layers: list[dict], device: torch.device
-) -> None:
-    params = {
-        k: json.dumps(v) if isinstance(v, list | dict) else v
-        for k, v in _result_config(cfg).items()
-    }
-    params.update(
-        {
-            f"bits.{r['layer']}": r["weight_bits"]
-            if r["kind"] != "QuantAct"
-            else f"act{r['act_bits']}"
-            for r in layers
-        }
-    )
-    mlflow.log_params(params)
-    tags = {
-        "git_commit": config["git_commit"],
-        "git_dirty": config["git_dirty"],
-        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
-        **{f"version.{k}": v for k, v in config["package_versions"].items()},
-    }
-    tags.update({k: getattr(cfg, k) for k in ("profile", "stage", "phase") if getattr(cfg, k)})
-    mlflow.set_tags(tags)
-    mlflow.log_dict({"layers": layers}, "layers_table.json")
+def run_epoch(run: Run, epoch: int) -> dict[str, float]:
+    """Train one epoch, step the schedule, refresh a quantized run's BatchNorm statistics,
+    validate; the epoch's row is appended to ``run.history`` and returned."""
+    start = time.perf_counter()
+    row = train_epoch(run, epoch)
+    run.scheduler.step()
+    if run.cfg.method != "fp":
+        recalibrate_batchnorm(run.model, run.loaders[0], run.cfg.bn_recalib_batches, run.device)
+    row["val_acc"] = evaluate(run.step_model, run.loaders[1], run.device, run.amp, run.layout)
+    row["epoch_wall_s"] = time.perf_counter() - start
+    run.history.append(row)
+    return row
 
 
-def _train_epoch(
-    model,
-    regularizer,
-    loader,
-    optimizer,
-    cfg: TrainConfig,
-    epoch: int,
-    device: torch.device,
-    amp: bool,
-) -> dict[str, float]:
+def train_step(
+    model: nn.Module,
+    regularizer: Any,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    epoch: float,
+    amp: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """One SGD step on ``cross_entropy(model(x), y) + R(model, epoch)``; returns the cross-entropy,
+    the penalty (None without a regularizer) and the logits. A non-finite loss raises
+    :class:`TrainingError` before the weights move."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+        logits = model(x)
+    ce = F.cross_entropy(logits.float(), y)
+    reg = regularizer(model, epoch) if regularizer is not None else None
+    loss = ce if reg is None else ce + reg
+    if not torch.isfinite(loss):
+        raise TrainingError(f"loss is {loss.item()}")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return ce.detach(), None if reg is None else reg.detach(), logits
+
+
+def train_epoch(run: Run, epoch: int) -> dict[str, float]:
     """One pass over the training set; returns mean CE, mean regularizer, lambda, accuracy,
     images per second."""
     from tqdm import tqdm
 
-    model.train()
-    layout = memory_format(device, cfg.compile)
+    cfg, loader = run.cfg, run.loaders[0]
+    run.step_model.train()
     loader.generator.manual_seed(cfg.seed * 1000 + epoch)  # order is a function of (seed, epoch)
-    n_batches = len(loader)
     ce_sum = reg_sum = correct = seen = 0.0
-    lam = regularizer.lambda_at(epoch) if regularizer else 0.0
     start = time.perf_counter()
-    bar = tqdm(
-        loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not sys.stderr.isatty()
-    )
-    for i, (x, y) in enumerate(bar):
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        x = x.contiguous(memory_format=layout)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            logits = model(x)
-        ce = F.cross_entropy(logits.float(), y)
-        loss = ce
-        if regularizer is not None:
-            reg = regularizer(model, epoch + i / n_batches)
-            loss = ce + reg
-            reg_sum += reg.detach() * y.numel()
-        if not torch.isfinite(loss):
-            raise TrainingError(
-                f"training diverged at epoch {epoch + 1}, batch {i + 1}: loss is {loss.item()}; "
-                "lower --lr or --lambda"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        ce_sum += ce.detach() * y.numel()
+    batches = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+                   disable=not sys.stderr.isatty())  # fmt: skip
+    for i, (x, y) in enumerate(batches):
+        x, y = x.to(run.device, non_blocking=True), y.to(run.device, non_blocking=True)
+        x = x.contiguous(memory_format=run.layout)
+        try:
+            ce, reg, logits = train_step(run.step_model, run.regularizer, x, y, run.optimizer,
+                                         epoch + i / len(loader), run.amp)  # fmt: skip
+        except TrainingError as err:
+            raise TrainingError(f"training diverged at epoch {epoch + 1}, batch {i + 1}: {err}; "
+                                "lower --lr or --lambda") from None  # fmt: skip
+        ce_sum += ce * y.numel()
+        if reg is not None:
+            reg_sum += reg * y.numel()
         correct += (logits.argmax(1) == y).sum()
         seen += y.numel()
-    if device.type == "cuda":
+    if run.device.type == "cuda":
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - start
+    lam = run.regularizer.lambda_at(epoch) if run.regularizer else 0.0
     return {
         "train_ce": float(ce_sum / seen), "train_reg": float(reg_sum / seen), "lambda": lam,
-        "train_acc": float(100.0 * correct / seen), "lr": optimizer.param_groups[0]["lr"],
+        "train_acc": float(100.0 * correct / seen), "lr": run.optimizer.param_groups[0]["lr"],
         "images_per_s": seen / elapsed, "train_time_s": elapsed,
     }  # fmt: skip
 
@@ -788,25 +434,39 @@ def _epoch_line(epoch: int, epochs: int, row: dict[str, float]) -> str:
     )
 
 
-def _final_metrics(
-    model, cfg: TrainConfig, history: list[dict], test_loader, device: torch.device, amp: bool
-) -> dict[str, Any]:
+def _finish(run: Run, out: Path) -> dict[str, Any]:
+    """Final metrics (the one read of the test split), plot, MLflow metrics and artifacts."""
+    import mlflow
+
+    metrics = _final_metrics(run)
+    _write_json(out / "metrics.json", metrics)
+    mlflow.log_metrics({k: v for k, v in metrics.items() if isinstance(v, int | float)})
+    if run.cfg.method != "fp":
+        plot_weights(run.model, out / "weights.png", run.cfg.run_name())
+    for name in ("metrics.json", "config.json", "layers.json", "weights.png"):
+        if (out / name).exists():
+            mlflow.log_artifact(str(out / name))
+    return metrics
+
+
+def _final_metrics(run: Run) -> dict[str, Any]:
     """The final epoch's numbers. The test split is read here, once, after training: no epoch,
     lambda or configuration is ever selected on it."""
-    layout = memory_format(device, cfg.compile)
+    cfg, history, test = run.cfg, run.history, run.loaders[2]
     metrics: dict[str, Any] = {
-        "test_acc": evaluate(model, test_loader, device, amp, layout),
+        "test_acc": evaluate(run.model, test, run.device, run.amp, run.layout),
         "val_acc": history[-1]["val_acc"], "epochs": len(history),
         "final_train_ce": history[-1]["train_ce"], "final_train_reg": history[-1]["train_reg"],
         "wall_time_s": sum(h["epoch_wall_s"] for h in history),
         "images_per_s": sum(h["images_per_s"] for h in history) / len(history),
     }  # fmt: skip
     if cfg.method != "fp":
-        layers = grid_stats(model, cfg.domain)
+        layers = grid_stats(run.model, cfg.domain)
         at_bits = [v for v in layers.values() if v["bits"] == cfg.bits]
         metrics["near_level_frac"] = sum(v["near_level_frac"] for v in at_bits) / len(at_bits)
         metrics["sin2"] = sum(v["sin2"] for v in at_bits) / len(at_bits)
         metrics["layers"] = layers
-        with snapped_weights(model, cfg.domain):
-            metrics["hard_round_test_acc"] = evaluate(model, test_loader, device, amp, layout)
+        with snapped_weights(run.model, cfg.domain):
+            metrics["hard_round_test_acc"] = evaluate(run.model, test, run.device, run.amp,
+                                                      run.layout)  # fmt: skip
     return metrics

@@ -93,9 +93,9 @@ class _ClampRoundSTE(torch.autograd.Function):
 
     Under ``torch.compile`` the backward rebuilds the mask from ``x`` with float operations only,
     ``1 - sign|x - clamp(x)|``, and inductor fuses it into its kernels: from a boolean
-    mask it would save a bool tensor, which its AVX2 code writes about 20x slower than a float
-    one. (There a NaN input gets a NaN or pass-through gradient instead of 0; the loss is NaN
-    then anyway and training stops.) Runs in FP32 under CUDA autocast.
+    mask it would save a bool tensor, which its CPU code writes far more slowly than a float one
+    (README, "Speed"). (There a NaN input gets a NaN or pass-through gradient instead of 0; the
+    loss is NaN then anyway and training stops.) Runs in FP32 under CUDA autocast.
     """
 
     @staticmethod
