@@ -18,8 +18,17 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from sinreq import data
-from sinreq.data import DATASETS, DatasetError, Splits, build_splits, download, make_loaders
+from sinreq.data import (
+    DATASETS,
+    DatasetError,
+    Splits,
+    build_splits,
+    checksums,
+    download,
+    fetch,
+    make_loaders,
+    readers,
+)
 
 CIFAR_PER_BATCH = 20  # 5 training batches -> 100 training images
 CIFAR_TEST = 20
@@ -55,7 +64,7 @@ def no_network(monkeypatch):
 @pytest.fixture(autouse=True)
 def no_debian_package(monkeypatch, tmp_path):
     """Tests never see a Debian dataset-fashion-mnist installed on the machine."""
-    monkeypatch.setattr(data, "_FASHION_DEBIAN", tmp_path / "no-debian-package")
+    monkeypatch.setattr(fetch, "_FASHION_DEBIAN", tmp_path / "no-debian-package")
 
 
 def md5(path: Path) -> str:
@@ -187,7 +196,7 @@ def write_fashion_gz(source: Path, arrays: dict[str, np.ndarray]) -> dict[str, b
 def trust_fashion(monkeypatch, contents: dict[str, bytes]) -> None:
     """Make the published Fashion-MNIST MD5 table describe the generated files."""
     table = {name: hashlib.md5(contents[name]).hexdigest() for name in FASHION_FILES}
-    monkeypatch.setattr(data, "_FASHION_MD5", table)
+    monkeypatch.setattr(checksums, "_FASHION_MD5", table)
 
 
 @pytest.fixture
@@ -325,7 +334,7 @@ def test_digits_class_subset():
 def test_cifar_loader_reads_the_python_batches(tmp_path, monkeypatch):
     written = write_cifar(tmp_path)
     trust_cifar(monkeypatch, tmp_path)
-    arrays = data._load_cifar10(tmp_path)
+    arrays = readers.load_cifar10(tmp_path)
     assert arrays.train_images.shape == (5 * CIFAR_PER_BATCH, 3, 32, 32)
     assert arrays.train_images.dtype == torch.uint8 and arrays.train_labels.dtype == torch.int64
     assert arrays.test_images.shape == (CIFAR_TEST, 3, 32, 32)
@@ -455,7 +464,7 @@ def test_cifar_pickles_are_never_opened_before_their_checksums_pass(tmp_path, mo
     marker.rmdir()
     (tmp_path / "cifar-10-batches-py" / batch).write_bytes(hostile)
     with pytest.raises(DatasetError) as err:
-        data._load_cifar10(tmp_path)
+        readers.load_cifar10(tmp_path)
     assert_one_line(err, f"checksum mismatch: {batch})", "run: sinreq download cifar10")
     assert not marker.exists()
 
@@ -466,7 +475,7 @@ def test_cifar_pickles_are_never_opened_before_their_checksums_pass(tmp_path, mo
 def test_svhn_loader_maps_label_10_to_0_and_keeps_the_layout(tmp_path, monkeypatch):
     written = write_svhn(tmp_path)
     trust_svhn(monkeypatch, tmp_path)
-    arrays = data._load_svhn(tmp_path)
+    arrays = readers.load_svhn(tmp_path)
     assert arrays.train_images.shape == (SVHN_TRAIN, 3, 32, 32)
     assert arrays.train_images.dtype == torch.uint8 and arrays.train_labels.dtype == torch.int64
     assert arrays.test_images.shape == (SVHN_TEST, 3, 32, 32)
@@ -531,7 +540,7 @@ def test_svhn_tampered_file_is_rejected_before_it_is_read(tmp_path, monkeypatch)
 
     monkeypatch.setattr(scipy.io, "loadmat", refuse)
     with pytest.raises(DatasetError) as err:
-        data._load_svhn(tmp_path)
+        readers.load_svhn(tmp_path)
     assert_one_line(
         err, "(checksum mismatch: test_32x32.mat)", f"sinreq download svhn --root {tmp_path}"
     )
@@ -661,13 +670,13 @@ def test_fashion_missing_folder(tmp_path):
 
 def test_fashion_uses_the_debian_folder_and_then_does_no_work(tmp_path, fashion, monkeypatch):
     source, _, contents = fashion
-    monkeypatch.setattr(data, "_FASHION_DEBIAN", source)
+    monkeypatch.setattr(fetch, "_FASHION_DEBIAN", source)
     root = tmp_path / "data"
     raw = root / "FashionMNIST" / "raw"
     assert download("fashion_mnist", root) == raw  # the network is disabled: Debian's copy
     assert (raw / "t10k-labels-idx1-ubyte").read_bytes() == contents["t10k-labels-idx1-ubyte"]
     # present and intact: nothing is imported or fetched, even with no source left at all
-    monkeypatch.setattr(data, "_FASHION_DEBIAN", tmp_path / "gone")
+    monkeypatch.setattr(fetch, "_FASHION_DEBIAN", tmp_path / "gone")
     for gz in source.iterdir():
         gz.unlink()
     before = {p.name: p.stat().st_mtime_ns for p in raw.iterdir()}
