@@ -193,8 +193,8 @@ def test_summary_mean_of_ratios_vs_ratio_of_means():
          ("dorefa", 4, 0, 0.0, 70.0), ("dorefa", 4, 0, 1.0, 72.0)]
     )  # fmt: skip
     gap = gap_table(results).set_index("bits")
-    assert gap.loc[3, "closure_%"] == pytest.approx(50.0)
-    assert gap.loc[4, "closure_%"] == pytest.approx(10.0)
+    assert gap.loc[3, "closure_pct"] == pytest.approx(50.0)
+    assert gap.loc[4, "closure_pct"] == pytest.approx(10.0)
     assert list(gap["gain"]) == pytest.approx([5.0, 2.0])
     assert list(gap["gap"]) == pytest.approx([10.0, 20.0])
     # One seed: no test is possible.
@@ -268,7 +268,7 @@ def test_unpaired_seeds_are_untested():
     rows += [("dorefa", 3, s, 1.0, 83.0 + s) for s in (3, 4, 5)]
     row = gap_table(hand_results(rows)).iloc[0]
     assert row["n_paired"] == 0 and row["verdict"] == "untested"
-    assert math.isnan(row["fp_mean"]) and math.isnan(row["closure_%"])  # no FP run
+    assert math.isnan(row["fp_mean"]) and math.isnan(row["closure_pct"])  # no FP run
 
 
 def test_tuning_runs_and_fp_baselines_stay_out_of_the_tables(tmp_path):
@@ -375,7 +375,7 @@ def test_report_gap_closure_csv(report):
             assert row["q_mean"] == pytest.approx(q) and row["q_std"] == pytest.approx(1.0)
             assert row["qs_mean"] == pytest.approx(q + gain)
             assert row["gap"] == pytest.approx(91.0 - q)
-            assert row["closure_%"] == pytest.approx(100 * gain / (91.0 - q))
+            assert row["closure_pct"] == pytest.approx(100 * gain / (91.0 - q))
             assert row["n_paired"] == 3
             assert row["verdict"] == ("gain" if method == "dorefa" else "no difference")
     msqe = gap[(gap["method"] == "dorefa") & (gap["bits"] == 3)].iloc[0]

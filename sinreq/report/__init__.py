@@ -82,12 +82,12 @@ def report_command(
     gap = gap_table(results)
     selection, mechanism = lambda_selection(results), mechanism_table(results)
     curves = acc_vs_bits(reported, gap)
-    numbers = summary(gap)
+    per_method = summary(gap)
     for method, extra in method_statistics(results, gap).items():
-        numbers.setdefault(method, {}).update(extra)
+        per_method.setdefault(method, {}).update(extra)
     paper = paper_values(load_reference(reference)) if reference is not None else None
-    markdown = summary_markdown(results, gap, numbers, paper, selection, mechanism)
-    metrics = {m: {k: _json_number(v) for k, v in s.items()} for m, s in numbers.items()}
+    markdown = summary_markdown(results, gap, per_method, paper, selection, mechanism)
+    metrics = {m: {k: _json_number(v) for k, v in s.items()} for m, s in per_method.items()}
 
     out.mkdir(parents=True, exist_ok=True)
     tables = (results, gap, selection, mechanism, curves)

@@ -41,7 +41,7 @@ _FILES = (
 def summary_markdown(
     results: pd.DataFrame,
     gap: pd.DataFrame,
-    numbers: dict[str, dict[str, Any]],
+    per_method: dict[str, dict[str, Any]],
     paper: dict[str, dict[str, float]] | None,
     selection: pd.DataFrame,
     mechanism: pd.DataFrame,
@@ -49,9 +49,9 @@ def summary_markdown(
     """The text of ``summary.md``; ``paper`` None means no reference file was given."""
     lines = [
         *_header(results),
-        "## Verdict", "", *[_verdict_sentence(m, s) for m, s in numbers.items()], "",
+        "## Verdict", "", *[_verdict_sentence(m, s) for m, s in per_method.items()], "",
         "## Definitions", "", *_DEFINITIONS, "",
-        *_method_section(numbers, paper),
+        *_method_section(per_method, paper),
         *_configuration_section(gap),
         *_selection_section(selection),
         *_mechanism_section(mechanism),
@@ -109,7 +109,7 @@ def _closure_cell(s: dict[str, Any], key: str) -> str:
 
 
 def _method_section(
-    numbers: dict[str, dict[str, Any]], paper: dict[str, dict[str, float]] | None
+    per_method: dict[str, dict[str, Any]], paper: dict[str, dict[str, float]] | None
 ) -> list[str]:
     """Per method: pooled gain, mean gap, both closures with intervals, the paper's numbers."""
     headers = [
@@ -118,7 +118,7 @@ def _method_section(
         "paper closure (%)", "paper gain (points)",
     ]  # fmt: skip
     rows = []
-    for method, s in numbers.items():
+    for method, s in per_method.items():
         pooled_ci = interval(s.get("pooled_ci_low", math.nan), s.get("pooled_ci_high", math.nan))
         rows.append([
             METHOD_NAME.get(method, method), str(s["n_configs"]),
@@ -138,16 +138,16 @@ def _configuration_section(gap: pd.DataFrame) -> list[str]:
                "paired gain [95 % CI]", "gap", "closure (%)", "p", "p (Holm)",
                "verdict"]  # fmt: skip
     rows = []
-    for _, g in gap.iterrows():
+    for _, row in gap.iterrows():
         rows.append([
-            g["model"], g["dataset"], config_label(g), fmt(g["lambda"], "g"),
-            mean_std(g["fp_mean"], g["fp_std"], g["fp_n"]),
-            mean_std(g["q_mean"], g["q_std"], g["q_n"]),
-            mean_std(g["qs_mean"], g["qs_std"], g["qs_n"]),
-            mean_std(g["msqe_mean"], math.nan, g["msqe_n"]),
-            f"{fmt(g['diff_mean'], '+.2f')} {interval(g['diff_ci_low'], g['diff_ci_high'])}",
-            fmt(g["gap"]), fmt(g["closure_%"], ".1f"), fmt(g["p_value"], ".3g"),
-            fmt(g["p_holm"], ".3g"), g["verdict"],
+            row["model"], row["dataset"], config_label(row), fmt(row["lambda"], "g"),
+            mean_std(row["fp_mean"], row["fp_std"], row["fp_n"]),
+            mean_std(row["q_mean"], row["q_std"], row["q_n"]),
+            mean_std(row["qs_mean"], row["qs_std"], row["qs_n"]),
+            mean_std(row["msqe_mean"], math.nan, row["msqe_n"]),
+            f"{fmt(row['diff_mean'], '+.2f')} {interval(row['diff_ci_low'], row['diff_ci_high'])}",
+            fmt(row["gap"]), fmt(row["closure_pct"], ".1f"), fmt(row["p_value"], ".3g"),
+            fmt(row["p_holm"], ".3g"), row["verdict"],
         ])  # fmt: skip
     several = ["Several SinReQ settings: each counts as a configuration in the averages."]
     return [

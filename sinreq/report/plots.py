@@ -83,7 +83,7 @@ def plot_gap_closure(gap: pd.DataFrame, paper: dict[str, dict[str, float]], path
     from matplotlib.patches import Patch
 
     plt = pyplot()
-    rows = gap.dropna(subset=["closure_%"]).reset_index(drop=True)
+    rows = gap.dropna(subset=["closure_pct"]).reset_index(drop=True)
     fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(rows) + 2.5), 4.2))
     if rows.empty:
         ax.text(0.5, 0.5, "gap closure not measured (needs FP, Q and Q+SinReQ runs)",
@@ -91,7 +91,7 @@ def plot_gap_closure(gap: pd.DataFrame, paper: dict[str, dict[str, float]], path
         ax.set_axis_off()
     else:
         for i, row in rows.iterrows():
-            ax.bar(i, row["closure_%"], color=_METHOD_COLOR.get(row["method"], "tab:gray"),
+            ax.bar(i, row["closure_pct"], color=_METHOD_COLOR.get(row["method"], "tab:gray"),
                    alpha=0.4 if row["verdict"] == "no difference" else 1.0)  # fmt: skip
         ax.set_xticks(range(len(rows)))
         labels = [f"{r['model']}\n{r['dataset']}\n{config_label(r)}" for _, r in rows.iterrows()]

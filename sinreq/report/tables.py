@@ -4,13 +4,13 @@ Per configuration (means over seeds, sample standard deviations with ``ddof = 1`
 
     gain  = mean(QS) - mean(Q)                  (points of accuracy)
     gap   = mean(FP) - mean(Q)
-    closure_% = 100 gain / gap                  (gap_closure; NaN when gap == 0)
+    closure_pct = 100 gain / gap                  (gap_closure; NaN when gap == 0)
 
 and the paired test of Q+SinReQ - Q over the seeds that have both (:mod:`sinreq.stats`), with
 Holm's correction over the report's configurations. Per method, over the configurations where
 FP, Q and Q+SinReQ were all measured::
 
-    closure_mean_of_ratios = mean over configs with gap > 0 of closure_%
+    closure_mean_of_ratios = mean over configs with gap > 0 of closure_pct
     closure_ratio_of_means = 100 mean(gain) / mean(gap)          (NaN if mean(gap) <= 0)
     mean_gain_points       = mean(gain)
 
@@ -44,7 +44,7 @@ ALPHA = 0.05  # significance level of the noise test
 GAP_COLUMNS: tuple[str, ...] = (
     *CONFIG_KEYS, *SETTING_KEYS,
     "fp_mean", "fp_std", "fp_n", "q_mean", "q_std", "q_n", "qs_mean", "qs_std", "qs_n",
-    "msqe_mean", "msqe_n", "n_paired", "gain", "gap", "closure_%",
+    "msqe_mean", "msqe_n", "n_paired", "gain", "gap", "closure_pct",
     "diff_mean", "diff_ci_low", "diff_ci_high", "diff_std", "p_value", "p_holm", "verdict",
 )  # fmt: skip
 
@@ -95,7 +95,7 @@ def _setting_row(
     row["n_paired"] = test.n
     row["gain"] = row["qs_mean"] - row["q_mean"]
     row["gap"] = row["fp_mean"] - row["q_mean"]
-    row["closure_%"] = gap_closure(row["fp_mean"], row["q_mean"], row["qs_mean"])
+    row["closure_pct"] = gap_closure(row["fp_mean"], row["q_mean"], row["qs_mean"])
     row["diff_mean"], row["diff_ci_low"], row["diff_ci_high"] = test.mean, test.ci_low, test.ci_high
     row["diff_std"], row["p_value"] = test.std, test.p
     return row, test
@@ -103,7 +103,7 @@ def _setting_row(
 
 def gap_table(results: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
     """One row per configuration and SinReQ setting: FP / Q / Q+SinReQ statistics of ``metric``,
-    gain, gap, ``closure_%`` and the noise test (see the module docstring for every formula).
+    gain, gap, ``closure_pct`` and the noise test (see the module docstring for every formula).
 
     ``results`` needs the columns ``model, dataset, method, bits, seed, lambda`` and ``metric``;
     the other grouping columns default to "not set". Missing cells are NaN.
@@ -142,7 +142,7 @@ def summary(gap: pd.DataFrame) -> dict[str, dict[str, float | int]]:
     """Per method (always ``dorefa`` and ``wrpn``, plus any other in ``gap``), over the
     configurations with FP, Q and Q+SinReQ all measured:
 
-    - ``closure_mean_of_ratios``: mean of ``closure_%`` over those with ``gap > 0`` (%);
+    - ``closure_mean_of_ratios``: mean of ``closure_pct`` over those with ``gap > 0`` (%);
     - ``closure_ratio_of_means``: ``100 mean(gain) / mean(gap)``, NaN if ``mean(gap) <= 0`` (%);
     - ``mean_gain_points`` / ``mean_gap_points``: mean gain / gap in accuracy points;
     - ``n_configs``, ``n_configs_in_mean_of_ratios`` (gap > 0), and the Holm-corrected verdicts
@@ -159,7 +159,7 @@ def summary(gap: pd.DataFrame) -> dict[str, dict[str, float | int]]:
         mean_gap = float(rows["gap"].mean()) if len(rows) else math.nan
         out[method] = {
             "closure_mean_of_ratios": (
-                float(positive["closure_%"].mean()) if len(positive) else math.nan
+                float(positive["closure_pct"].mean()) if len(positive) else math.nan
             ),
             "closure_ratio_of_means": 100 * mean_gain / mean_gap if mean_gap > 0 else math.nan,
             "mean_gain_points": mean_gain,
