@@ -186,14 +186,14 @@ def make_train_step(
     layout = memory_format(torch.device("cpu"), compile)
     model = build_model(network, method).to(memory_format=layout)
     x = x.contiguous(memory_format=layout)
-    regularizer = SinReQ(1.0) if sinreq else None
+    regularizer = SinReQ(model, 1.0, domain="latent") if sinreq else None
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
     step_model = torch.compile(model) if compile else model
 
     def step() -> None:
         logits = step_model(x)
         ce = F.cross_entropy(logits.float(), y)
-        loss = ce if regularizer is None else ce + regularizer(step_model, 0.0)
+        loss = ce if regularizer is None else ce + regularizer(0.0)
         if not torch.isfinite(loss):
             raise RuntimeError(f"loss is {loss.item()} in the benchmark step")
         optimizer.zero_grad(set_to_none=True)

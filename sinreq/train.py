@@ -574,8 +574,9 @@ def build_training(
     regularizer = None
     if cfg.lam > 0:
         regularizer = build_regularizer(
-            cfg.regularizer, cfg.lam, domain=cfg.domain, schedule=cfg.schedule, epochs=cfg.epochs,
-            warmup_epochs=cfg.warmup_epochs, exclude_first_last=cfg.reg_exclude_first_last,
+            cfg.regularizer, model, cfg.lam, domain=cfg.domain, schedule=cfg.schedule,
+            epochs=cfg.epochs, warmup_epochs=cfg.warmup_epochs,
+            exclude_first_last=cfg.reg_exclude_first_last,
             bits=None if cfg.reg_all_widths else cfg.bits,
         )  # fmt: skip
     optimizer = torch.optim.SGD(
@@ -756,7 +757,7 @@ def _train_epoch(
         ce = F.cross_entropy(logits.float(), y)
         loss = ce
         if regularizer is not None:
-            reg = regularizer(model, epoch + i / n_batches)
+            reg = regularizer(epoch + i / n_batches)
             loss = ce + reg
             reg_sum += reg.detach() * y.numel()
         if not torch.isfinite(loss):
