@@ -156,17 +156,18 @@ def make_train_step(
     --compile`` does (NHWC, ``sinreq.train.memory_format``); the regularizer stays eager.
     """
     from sinreq.regularizers import SinReQ
-    from sinreq.train import memory_format, train_step
+    from sinreq.train import memory_format
+    from sinreq.train import train_step as sinreq_train_step
 
     layout = memory_format(torch.device("cpu"), compile)
     model = build_model(network, method).to(memory_format=layout)
     x = x.contiguous(memory_format=layout)
-    regularizer = SinReQ(1.0) if sinreq else None
+    regularizer = SinReQ(model, 1.0, domain="latent") if sinreq else None
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
     step_model = torch.compile(model) if compile else model
 
     def step() -> None:
-        train_step(step_model, regularizer, x, y, optimizer, 0.0)
+        sinreq_train_step(step_model, regularizer, x, y, optimizer, 0.0)
 
     return TrainStep(model, step_model, regularizer, optimizer, step)
 

@@ -1,9 +1,9 @@
 """The SinReQ penalty alone: value and gradient over all quantized weights of a network.
 
 ResNet-20 (22 weight layers, 0.27M weights) and VGG-11 (9 layers, 9.2M weights), DoReFa 4-bit
-weights in every layer (``first_last="quantize"``). One round is ``SinReQ(1.0)(model)
-.backward()`` from freshly cleared gradients (``zero_grad(set_to_none=True)`` outside the
-timing, as the training step does). Implementations, one group per network:
+weights in every layer (``first_last="quantize"``). One round is ``reg().backward()``, ``reg =
+SinReQ(model, 1.0, domain="latent")``, from freshly cleared gradients (``zero_grad(set_to_none=
+True)`` outside the timing, as the training step does). Implementations, one group per network:
 
 ``current``   ``sinreq.regularizers.SinReQ``: the closed-form custom autograd function
               (``1/2 - mean cos / 2`` forward, ``sin`` backward), one node for all layers
@@ -26,9 +26,9 @@ from sinreq.regularizers import SinReQ, grid_period
 NETWORK_ROUNDS = {"resnet20": 200, "vgg11": 15}
 
 
-def naive_penalty(regularizer: SinReQ, model: torch.nn.Module) -> torch.Tensor:
+def naive_penalty(regularizer: SinReQ) -> torch.Tensor:
     terms = []
-    for _, m in regularizer.layers(model):
+    for _, m in regularizer.layers:
         step, shift = grid_period(m.method, m.bits)
         terms.append(torch.sin(math.pi * (m.weight + shift) / step).pow(2).mean())
     return regularizer.lam * sum(terms)
@@ -42,15 +42,15 @@ def grads(model: torch.nn.Module) -> list[torch.Tensor]:
 @pytest.mark.parametrize("network", ["resnet20", "vgg11"])
 def test_sinreq_penalty(benchmark, network, impl):
     model = build_model(network, "dorefa")
-    regularizer = SinReQ(1.0)
-    reference = regularizer(model)
+    regularizer = SinReQ(model, 1.0, domain="latent")
+    reference = regularizer()
     reference.backward()
     expected = grads(model)
 
     def run_penalty() -> torch.Tensor:
         if impl == "naive":
-            return naive_penalty(regularizer, model)
-        return regularizer(model)
+            return naive_penalty(regularizer)
+        return regularizer()
 
     if impl == "naive":  # correctness first
         model.zero_grad(set_to_none=True)
@@ -72,8 +72,8 @@ def test_sinreq_penalty(benchmark, network, impl):
             "kind": "regularizer",
             "network": network,
             "impl": impl,
-            "layers": len(regularizer.layers(model)),
-            "weights": sum(m.weight.numel() for _, m in regularizer.layers(model)),
+            "layers": len(regularizer.layers),
+            "weights": sum(m.weight.numel() for _, m in regularizer.layers),
         }
     )
     benchmark.pedantic(run, setup=setup, rounds=rounds(NETWORK_ROUNDS[network]), warmup_rounds=2)

@@ -3,6 +3,9 @@
 Every user error (bad flag value, unreadable config, missing data, a diverged run) ends with a
 one-line message on stderr and exit code 2, without a traceback and without touching existing
 outputs. ``SINREQ_DEBUG=1`` shows the traceback instead.
+
+The commands belong to the study: they need the ``study`` extra (``pip install
+'sinreq[study]'``); without it each ends with one line naming the extra and the missing module.
 """
 
 from __future__ import annotations
@@ -11,6 +14,27 @@ import argparse
 import os
 import sys
 from pathlib import Path
+
+# Top-level modules of the study extra's packages: a missing one means "install the extra".
+STUDY_MODULES = frozenset(
+    {
+        "dvc", "matplotlib", "mlflow", "numpy", "pandas", "pydantic", "pytest_benchmark",
+        "scipy", "sklearn", "statsmodels", "torchvision", "tqdm", "yaml",
+    }
+)  # fmt: skip
+
+
+def missing_study_module(err: ImportError) -> str | None:
+    """The study-extra module whose absence raised ``err``, or None if it is another error."""
+    name = (getattr(err, "name", None) or "").partition(".")[0]
+    return name if isinstance(err, ModuleNotFoundError) and name in STUDY_MODULES else None
+
+
+def study_extra_message(command: str, module: str) -> str:
+    return (
+        f"sinreq {command}: error: this command needs the study extra: "
+        f"pip install 'sinreq[study]' (missing module: {module})"
+    )
 
 
 def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -49,11 +73,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sinreq", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    from sinreq.config import add_train_arguments
-
-    train = sub.add_parser("train", help="train one network in one configuration")
-    add_train_arguments(train)
-    train.set_defaults(func=_train)
+    try:
+        from sinreq.config import add_train_arguments
+    except ImportError as err:  # without the study extra: `train` only says what to install
+        if missing_study_module(err) is None:
+            raise
+        train = sub.add_parser(
+            "train", help="train one network in one configuration (study extra)", add_help=False
+        )
+        train.set_defaults(func=_train, missing=err)  # its arguments are not parsed
+    else:
+        train = sub.add_parser("train", help="train one network in one configuration")
+        add_train_arguments(train)
+        train.set_defaults(func=_train)
 
     download = sub.add_parser("download", help="download and verify a dataset")
     download.add_argument(
@@ -87,9 +119,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and getattr(args, "missing", None) is None:
+        args = parser.parse_args(argv)  # reports the unrecognized arguments
     try:
+        if getattr(args, "missing", None) is not None:
+            raise args.missing
         return args.func(args, parser)
+    except ImportError as err:
+        module = missing_study_module(err)
+        if module is None or os.environ.get("SINREQ_DEBUG"):
+            raise
+        print(study_extra_message(args.command, module), file=sys.stderr)
+        return 2
     except (ValueError, OSError, RuntimeError) as err:  # one line, no traceback
         if os.environ.get("SINREQ_DEBUG"):
             raise

@@ -23,6 +23,18 @@ level set: ``mean (x - q(x))^2``.
 Lambda schedules (``E`` = total epochs, ``epoch`` may be fractional):
 ``constant``: ``lambda``; ``warmup``: ``lambda min(1, epoch / warmup_epochs)``;
 ``tanh`` (WaveQ's step): ``lambda 0.5 (1 + tanh((epoch - 0.2 E) / 20))``.
+
+A regularizer binds to a model once, as an optimizer binds parameters::
+
+    reg = SinReQ(model, lam=1.0, bits=4)
+    loss = F.cross_entropy(model(x), y) + reg(epoch)
+
+Binding finds the layers that have a quantization grid (:mod:`sinreq.grids`: sinreq's own
+layers, Brevitas and torch.ao QAT layers, or a user hook) and keeps the modules, so the same
+regularizer works after the model is wrapped in ``torch.compile`` or DDP (the wrappers share the
+modules). Layer names are taken at bind time without ``_orig_mod.`` / ``module.`` wrapper
+components, so ``include`` / ``exclude`` patterns mean the same on wrapped and unwrapped models.
+A model with nothing to regularize is an error, not a silent zero.
 """
 
 from __future__ import annotations
@@ -33,18 +45,21 @@ import math
 import torch
 from torch import nn
 
-from sinreq.quant import quantized_layers, weight_domain, weight_steps
-from sinreq.quant.layers import QuantWeight, edge_layers
+from sinreq.grids import (
+    Grid,
+    GridFn,
+    bind_layer,
+    clean_named_modules,
+    grid_period,
+    is_weight_layer,
+    layer_types,
+    unwrap,
+)
+from sinreq.quant import weight_domain
+from sinreq.quant.layers import edge_layers
 
 SCHEDULES: tuple[str, ...] = ("constant", "warmup", "tanh")
-REGULARIZERS: tuple[str, ...] = ("sinreq", "msqe")
 NEAR_LEVEL_FRACTION = 0.1  # "near a level": within 10 % of the level spacing
-
-
-def grid_period(method: str, bits: int) -> tuple[float, float]:
-    """``(step, shift)`` of the periodic grid whose zeros are ``method``'s levels at ``bits``."""
-    n = weight_steps(method, bits)
-    return (2.0 / n, 1.0 / n) if method == "dorefa" else (1.0 / n, 0.0)
 
 
 class _Sin2MeanSum(torch.autograd.Function):
@@ -105,7 +120,13 @@ def nearest_level(x: torch.Tensor, method: str, bits: int) -> torch.Tensor:
     ``clamp(round((x + s)/step) step - s, -1, 1)``; ``x`` is in the quantizer's coordinates.
     """
     step, shift = grid_period(method, bits)
-    return (torch.round((x + shift) / step) * step - shift).clamp_(-1.0, 1.0)
+    return _nearest(x, step, shift, -1.0, 1.0)
+
+
+@torch.no_grad()
+def _nearest(x: torch.Tensor, step: float, shift: float, low: float, high: float) -> torch.Tensor:
+    """``clamp(round((x + shift)/step) step - shift, low, high)``: the nearest grid level."""
+    return (torch.round((x + shift) / step) * step - shift).clamp_(low, high)
 
 
 @torch.no_grad()
@@ -123,28 +144,51 @@ def _msqe(x: torch.Tensor, method: str, bits: int) -> torch.Tensor:
     return (x - nearest_level(x, method, bits)).square().mean()
 
 
+def _msqe_grid(grid: Grid) -> torch.Tensor:
+    """``mean (x - nearest level)^2`` on ``grid`` (levels bounded by its ``low`` / ``high``)."""
+    nearest = _nearest(grid.x, grid.step, grid.shift, grid.low, grid.high)
+    return (grid.x - nearest).square().mean()
+
+
 def msqe(w: torch.Tensor, method: str, bits: int, domain: str = "latent") -> torch.Tensor:
     """Mean squared distance of ``x(w)`` to the nearest level of ``method``'s level set."""
     return _msqe(weight_domain(w, method, domain), method, bits)
 
 
-class GridRegularizer:
-    """``lambda(epoch) * sum over selected quantized layers of penalty(layer weight)``.
+_SUPPORTED = (
+    "supported: layers converted by sinreq.quantize_model (DoReFa, WRPN), Brevitas layers with "
+    "an integer weight quantizer (QuantConv2d, QuantLinear, ...) and torch.ao QAT modules with a "
+    "weight_fake_quant (torch.ao.quantization.prepare_qat); for any other layer pass grid=fn, "
+    "fn(module) -> sinreq.Grid(x, step, shift, low, high) or None"
+)
 
-    Layers: every layer whose weight is quantized at ``bits`` (None: at any width), filtered by
-    ``include`` / ``exclude`` name patterns (fnmatch) and optionally without the first and last
-    weight layers (the authors excluded the stem and the classifier for ResNet-20, VGG-11 and
-    AlexNet). Each layer is regularized on its own grid. Training passes the run's bit width as
-    ``bits``: on an 8-bit edge layer's grid (step 2/255) the penalty's gradient dwarfs the task
-    loss's, so those layers are regularized only when asked for.
+
+class GridRegularizer:
+    """``lambda(epoch) * sum over the bound layers of penalty(layer's value in grid units)``.
+
+    ``GridRegularizer(model, lam, ...)`` binds to ``model`` once (see the module docstring);
+    ``reg(epoch=None)`` returns the penalty tensor. Layers: every layer with a grid
+    (:mod:`sinreq.grids`; ``grid=fn`` is tried before the built-in adapters) and, when ``bits``
+    is given, quantized at that width (training passes the run's bit width: on an 8-bit edge
+    layer's grid, step 2/255, the penalty's gradient dwarfs the task loss's, so those layers are
+    regularized only when asked for), filtered by ``include`` / ``exclude`` name patterns
+    (fnmatch, names without wrapper prefixes) and optionally without the first and last weight
+    layers (Conv / Linear in module order; the authors excluded the stem and the classifier for
+    ResNet-20, VGG-11 and AlexNet). Each layer is regularized on its own grid. ``domain``
+    applies to sinreq's own DoReFa layers (``"latent"``: the raw weight, as the authors did;
+    ``"normalized"``: ``tanh(w)/max|tanh(w)|``, where DoReFa's levels are).
+
+    Raises ValueError when no layer is left to regularize. ``layers`` lists ``(name, module)``
+    of the bound layers; :meth:`grids` their current :class:`~sinreq.grids.Grid`.
     """
 
     name = "grid"
 
     def __init__(
         self,
+        model: nn.Module,
         lam: float,
-        domain: str = "latent",
+        domain: str = "normalized",
         schedule: str = "constant",
         epochs: int | None = None,
         warmup_epochs: float = 5.0,
@@ -152,7 +196,15 @@ class GridRegularizer:
         exclude: tuple[str, ...] = (),
         exclude_first_last: bool = False,
         bits: int | None = None,
+        grid: GridFn | None = None,
     ) -> None:
+        cls = type(self).__name__
+        if not isinstance(model, nn.Module):
+            raise TypeError(
+                f"{cls}(model, lam, ...): model must be a torch.nn.Module, got "
+                f"{type(model).__name__}; a regularizer binds to its model once: "
+                f"reg = {cls}(model, lam); loss = loss + reg(epoch)"
+            )
         if not isinstance(lam, int | float) or not math.isfinite(lam) or lam < 0:
             raise ValueError(f"lambda={lam!r} is not allowed; allowed: a finite number >= 0")
         weight_domain(torch.zeros(1), "dorefa", domain)  # validates the domain name
@@ -164,13 +216,54 @@ class GridRegularizer:
             raise ValueError("schedule 'tanh' needs the total number of epochs (epochs >= 1)")
         if schedule == "warmup" and not warmup_epochs > 0:
             raise ValueError(f"warmup_epochs={warmup_epochs!r} is not allowed; allowed: > 0")
+        if grid is not None and not callable(grid):
+            raise TypeError(f"grid={grid!r} must be a function module -> Grid | None")
+        if isinstance(include, str) or isinstance(exclude, str):
+            raise TypeError("include / exclude must be tuples of patterns, not a string")
         self.lam, self.domain, self.schedule = float(lam), domain, schedule
         self.epochs, self.warmup_epochs = epochs, warmup_epochs
         self.include, self.exclude = tuple(include), tuple(exclude)
-        self.exclude_first_last, self.bits = exclude_first_last, bits
+        self.exclude_first_last, self.bits, self.grid = exclude_first_last, bits, grid
+        self.layers, self._grids = self._bind(model)
 
-    def penalty_sum(self, xs: list[torch.Tensor], methods_bits: list[tuple[str, int]]):
-        """The sum of per-layer penalties of weights ``xs`` (in the quantizer's coordinates)."""
+    def _bind(self, model: nn.Module):
+        """``[(name, module)]`` and their grid functions: the layers this regularizer keeps."""
+        found, weight_layers = [], []
+        for name, module in clean_named_modules(model):
+            grid = bind_layer(module, name, self.domain, self.grid)
+            if grid is not None:
+                found.append((name, module, grid, grid().bits))
+            if grid is not None or is_weight_layer(module):
+                weight_layers.append(name)
+        what = f"{type(unwrap(model)).__name__} (layer types: {layer_types(model)})"
+        if not found:
+            raise ValueError(f"found no layer to regularize in {what}; {_SUPPORTED}")
+        edges = edge_layers(weight_layers) if self.exclude_first_last else set()
+        kept = [
+            (n, m, g)
+            for n, m, g, bits in found
+            if n not in edges
+            and (self.bits is None or bits == self.bits)
+            and any(fnmatch.fnmatchcase(n, p) for p in self.include)
+            and not any(fnmatch.fnmatchcase(n, p) for p in self.exclude)
+        ]
+        if not kept:
+            listed = ", ".join(f"{n or '<root>'} ({b} bits)" for n, _, _, b in found[:8])
+            more = f" and {len(found) - 8} more" if len(found) > 8 else ""
+            raise ValueError(
+                f"found no layer to regularize in {what}: {len(found)} layers have a grid "
+                f"({listed}{more}), but none is left by include={self.include}, "
+                f"exclude={self.exclude}, exclude_first_last={self.exclude_first_last}, "
+                f"bits={self.bits}"
+            )
+        return [(n, m) for n, m, _ in kept], [g for _, _, g in kept]
+
+    def grids(self) -> list[Grid]:
+        """The current grid of every bound layer (its value in grid units follows the weight)."""
+        return [grid() for grid in self._grids]
+
+    def penalty_sum(self, grids: list[Grid]) -> torch.Tensor:
+        """The sum of per-layer penalties on ``grids``."""
         raise NotImplementedError
 
     def lambda_at(self, epoch: float | None) -> float:
@@ -181,57 +274,57 @@ class GridRegularizer:
             return self.lam * min(1.0, epoch / self.warmup_epochs)
         return self.lam * 0.5 * (1 + math.tanh((epoch - 0.2 * self.epochs) / 20))
 
-    def layers(self, model: nn.Module) -> list[tuple[str, QuantWeight]]:
-        """The regularized layers of ``model``."""
-        weight_layers = [n for n, m in model.named_modules() if isinstance(m, QuantWeight)]
-        edges = edge_layers(weight_layers) if self.exclude_first_last else set()
-        return [
-            (n, m)
-            for n, m in quantized_layers(model)
-            if n not in edges
-            and (self.bits is None or m.bits == self.bits)
-            and any(fnmatch.fnmatchcase(n, p) for p in self.include)
-            and not any(fnmatch.fnmatchcase(n, p) for p in self.exclude)
-        ]
+    def penalty(self) -> torch.Tensor:
+        """The unscaled sum of per-layer penalties."""
+        return self.penalty_sum(self.grids())
 
-    def penalty(self, model: nn.Module) -> torch.Tensor:
-        """The unscaled sum of per-layer penalties (0 if no layer is regularized)."""
-        layers = [m for _, m in self.layers(model)]
-        xs = [weight_domain(m.weight, m.method, self.domain) for m in layers]
-        return self.penalty_sum(xs, [(m.method, m.bits) for m in layers])
-
-    def __call__(self, model: nn.Module, epoch: float | None = None) -> torch.Tensor:
+    def __call__(self, epoch: float | None = None) -> torch.Tensor:
+        """``lambda_at(epoch) * penalty()`` (a zero tensor, without computing, when lambda is 0)."""
         lam = self.lambda_at(epoch)
         if lam == 0:
-            return torch.zeros((), device=next(model.parameters()).device)
-        return lam * self.penalty(model)
+            first = next(self.layers[0][1].parameters(), None)
+            return torch.zeros((), device=first.device if first is not None else None)
+        return lam * self.penalty()
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(lam={self.lam:g}, domain={self.domain!r}, "
+            f"schedule={self.schedule!r}, layers={len(self.layers)})"
+        )
 
 
 class SinReQ(GridRegularizer):
-    """SinReQ: ``lambda * sum_l mean sin^2(pi (x + s_l)/step_l)`` (see the module docstring)."""
+    """SinReQ: ``lambda * sum_l mean sin^2(pi (x_l + s_l)/step_l)`` (see the module docstring).
+
+    ``SinReQ(model, lam, domain="normalized", schedule="constant", epochs=None,
+    warmup_epochs=5.0, include=("*",), exclude=(), exclude_first_last=False, bits=None,
+    grid=None)``; ``reg(epoch=None)`` is the penalty tensor to add to the loss.
+    """
 
     name = "sinreq"
 
-    def penalty_sum(self, xs: list[torch.Tensor], methods_bits: list[tuple[str, int]]):
-        return sin2_sum(xs, [grid_period(method, bits) for method, bits in methods_bits])
+    def penalty_sum(self, grids: list[Grid]) -> torch.Tensor:
+        return sin2_sum([g.x for g in grids], [(g.step, g.shift) for g in grids])
 
 
 class MSQE(GridRegularizer):
-    """Control: ``lambda * sum_l mean (x - nearest level)^2`` over the same layers."""
+    """Control: ``lambda * sum_l mean (x_l - nearest level)^2`` over the same layers (levels
+    bounded by each grid's ``low`` / ``high``); same constructor as :class:`SinReQ`."""
 
     name = "msqe"
 
-    def penalty_sum(self, xs: list[torch.Tensor], methods_bits: list[tuple[str, int]]):
-        terms = [_msqe(x, method, bits) for x, (method, bits) in zip(xs, methods_bits, strict=True)]
-        return torch.stack(terms).sum() if terms else torch.zeros(())
+    def penalty_sum(self, grids: list[Grid]) -> torch.Tensor:
+        return torch.stack([_msqe_grid(g) for g in grids]).sum()
 
 
-def build_regularizer(name: str, lam: float, **kwargs) -> GridRegularizer:
-    """``SinReQ`` or ``MSQE`` by name (``"sinreq"`` / ``"msqe"``)."""
-    classes = {"sinreq": SinReQ, "msqe": MSQE}
-    if name not in classes:
+REGULARIZERS: dict[str, type[GridRegularizer]] = {"sinreq": SinReQ, "msqe": MSQE}
+
+
+def build_regularizer(name: str, model: nn.Module, lam: float, **kwargs) -> GridRegularizer:
+    """``SinReQ`` or ``MSQE`` by name (``"sinreq"`` / ``"msqe"``), bound to ``model``."""
+    if name not in REGULARIZERS:
         raise ValueError(f"unknown regularizer {name!r}; allowed: {', '.join(REGULARIZERS)}")
-    return classes[name](lam, **kwargs)
+    return REGULARIZERS[name](model, lam, **kwargs)
 
 
 __all__ = [
@@ -239,6 +332,8 @@ __all__ = [
     "NEAR_LEVEL_FRACTION",
     "REGULARIZERS",
     "SCHEDULES",
+    "Grid",
+    "GridFn",
     "GridRegularizer",
     "SinReQ",
     "build_regularizer",

@@ -2,7 +2,7 @@
 
 A plain loop in the spirit of torchvision's ``references/classification``::
 
-    loss = cross_entropy(model(x), y) + R(model, epoch)      # R = SinReQ / MSQE or 0
+    loss = cross_entropy(model(x), y) + R(epoch)      # R = SinReQ(model, lambda) / MSQE, or 0
 
 SGD with momentum and weight decay, MultiStepLR. After every epoch a quantized run refreshes its
 BatchNorm statistics and is validated; the run writes, atomically, ``OUT/checkpoint.pt`` (model,
@@ -222,8 +222,9 @@ def build_training(
     regularizer = None
     if cfg.lam > 0:
         regularizer = build_regularizer(
-            cfg.regularizer, cfg.lam, domain=cfg.domain, schedule=cfg.schedule, epochs=cfg.epochs,
-            warmup_epochs=cfg.warmup_epochs, exclude_first_last=cfg.reg_exclude_first_last,
+            cfg.regularizer, model, cfg.lam, domain=cfg.domain, schedule=cfg.schedule,
+            epochs=cfg.epochs, warmup_epochs=cfg.warmup_epochs,
+            exclude_first_last=cfg.reg_exclude_first_last,
             bits=None if cfg.reg_all_widths else cfg.bits,
         )  # fmt: skip
     optimizer = torch.optim.SGD(
@@ -373,13 +374,13 @@ def train_step(
     epoch: float,
     amp: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    """One SGD step on ``cross_entropy(model(x), y) + R(model, epoch)``; returns the cross-entropy,
+    """One SGD step on ``cross_entropy(model(x), y) + R(epoch)``; returns the cross-entropy,
     the penalty (None without a regularizer) and the logits. A non-finite loss raises
     :class:`TrainingError` before the weights move."""
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
         logits = model(x)
     ce = F.cross_entropy(logits.float(), y)
-    reg = regularizer(model, epoch) if regularizer is not None else None
+    reg = regularizer(epoch) if regularizer is not None else None
     loss = ce if reg is None else ce + reg
     if not torch.isfinite(loss):
         raise TrainingError(f"loss is {loss.item()}")

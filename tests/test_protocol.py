@@ -20,7 +20,7 @@ def test_default_regularizes_only_the_layers_at_the_run_bit_width(method):
     # must leave them alone (zero gradient) and pull every 3-bit layer.
     cfg = TrainConfig(model="cifar10_convnet", method=method, bits=3, lam=1.0, out="unused")
     model, reg, _ = build_training(cfg, 10, torch.device("cpu"))
-    reg(model).backward()
+    reg().backward()
     grads = {n: m.weight.grad for n, m in model.named_modules() if hasattr(m, "bits") and
              isinstance(m, nn.Conv2d | nn.Linear)}  # fmt: skip
     bits = {n: m.bits for n, m in model.named_modules() if n in grads}
@@ -34,7 +34,7 @@ def test_default_regularizes_only_the_layers_at_the_run_bit_width(method):
     wide = TrainConfig(model="cifar10_convnet", method=method, bits=3, lam=1.0, out="unused",
                        reg_all_widths=True)  # fmt: skip
     model, reg, _ = build_training(wide, 10, torch.device("cpu"))
-    reg(model).backward()
+    reg().backward()
     first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
     assert first.bits == 8 and first.weight.grad.abs().sum() > 0
 

@@ -217,7 +217,7 @@ def weights_of(model: nn.Module) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("lam", [0.5, 1.0, 37.0])
 def test_sinreq_value_is_lambda_times_sum_of_layer_means(method, domain, lam):
     model = quantized_small_net(method)
-    value = SinReQ(lam, domain=domain)(model)
+    value = SinReQ(model, lam, domain=domain)()
     expected = lam * sum(
         ref_sin2(w.detach().numpy(), method, NET_BITS[name], domain)
         for name, w in weights_of(model).items()
@@ -229,7 +229,7 @@ def test_sinreq_value_is_lambda_times_sum_of_layer_means(method, domain, lam):
 @pytest.mark.parametrize("lam", [1.0, 12.5])
 def test_sinreq_gradient_closed_form_per_layer(method, lam):
     model = quantized_small_net(method)
-    SinReQ(lam)(model).backward()
+    SinReQ(model, lam, domain="latent")().backward()
     for name, w in weights_of(model).items():
         ref = ref_sin2_grad_latent(w.detach().numpy(), method, NET_BITS[name], lam)
         np.testing.assert_allclose(w.grad.numpy(), ref, rtol=1e-5, atol=1e-7, err_msg=name)
@@ -241,7 +241,7 @@ def test_sinreq_gradient_closed_form_per_layer(method, lam):
 @pytest.mark.parametrize("method", METHODS)
 def test_sinreq_gradient_float32_model(method):
     model = quantized_small_net(method, torch.float32)
-    SinReQ(2.0)(model).backward()
+    SinReQ(model, 2.0, domain="latent")().backward()
     for name, w in weights_of(model).items():
         ref = ref_sin2_grad_latent(w.detach().numpy(), method, NET_BITS[name], 2.0)
         np.testing.assert_allclose(
@@ -271,7 +271,7 @@ def test_sinreq_graph_does_not_grow_with_depth(blocks):
     """All layers go through one autograd node: the graph's size is the same at any depth."""
     layers = [nn.Linear(8, 8) for _ in range(blocks)]
     model = quantize_model(nn.Sequential(*layers), "wrpn", 4, first_last="quantize")
-    value = SinReQ(1.0)(model)
+    value = SinReQ(model, 1.0)()
 
     nodes, stack = set(), [value.grad_fn]
     while stack:
@@ -285,11 +285,11 @@ def test_sinreq_graph_does_not_grow_with_depth(blocks):
 
 def test_full_precision_layers_are_not_regularized():
     model = quantize_model(small_net(), "wrpn", 3, first_last="fp")
-    reg = SinReQ(1.0)
-    assert [n for n, _ in reg.layers(model)] == ["2.0", "4", "6"]
+    reg = SinReQ(model, 1.0)
+    assert [n for n, _ in reg.layers] == ["2.0", "4", "6"]
     expected = sum(ref_sin2(w.detach().numpy(), "wrpn", 3) for n, w in weights_of(model).items()
                    if n in ("2.0", "4", "6"))  # fmt: skip
-    assert reg(model).item() == pytest.approx(expected, rel=1e-9)
+    assert reg().item() == pytest.approx(expected, rel=1e-9)
 
 
 @pytest.mark.parametrize(
@@ -301,37 +301,64 @@ def test_full_precision_layers_are_not_regularized():
         ({"exclude": ("[02]*",)}, ["4", "6", "8"]),
         ({"include": ("?",), "exclude": ("8",)}, ["0", "4", "6"]),
         ({"include": ("?",), "exclude_first_last": True}, ["4", "6"]),
-        ({"include": ("nothing",)}, []),
     ],
 )
 @pytest.mark.parametrize("cls", [SinReQ, MSQE])
 def test_layer_selection(cls, kwargs, names):
     model = quantized_small_net("dorefa")
-    reg = cls(3.0, **kwargs)
-    assert [n for n, _ in reg.layers(model)] == names
+    reg = cls(model, 3.0, domain="latent", **kwargs)
+    assert [n for n, _ in reg.layers] == names
     ref = ref_sin2 if cls is SinReQ else ref_msqe
     expected = 3.0 * sum(
         ref(w.detach().numpy(), "dorefa", NET_BITS[n]) for n, w in weights_of(model).items()
         if n in names
     )  # fmt: skip
-    assert reg(model).item() == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    assert reg().item() == pytest.approx(expected, rel=1e-9, abs=1e-12)
 
 
 def test_exclude_first_last_uses_first_and_last_weight_layers_even_if_unquantized():
     model = quantize_model(small_net(), "wrpn", 3, first_last="fp")
-    assert [n for n, _ in SinReQ(1.0, exclude_first_last=True).layers(model)] == ["2.0", "4", "6"]
+    assert [n for n, _ in SinReQ(model, 1.0, exclude_first_last=True).layers] == ["2.0", "4", "6"]
 
 
-def test_no_regularized_layer_gives_zero_penalty():
+@pytest.mark.parametrize("cls", [SinReQ, MSQE])
+@pytest.mark.parametrize("kwargs", [{}, {"exclude_first_last": True}])
+def test_model_without_quantized_layer_is_an_error_naming_its_layer_types(cls, kwargs):
     plain = small_net()  # not converted: no quantized layer at all
-    assert SinReQ(1.0)(plain).item() == 0.0
-    assert MSQE(1.0)(plain).item() == 0.0
+    with pytest.raises(ValueError) as info:
+        cls(plain, 1.0, **kwargs)
+    msg = str(info.value)
+    assert "found no layer to regularize in Sequential" in msg
+    assert "(layer types: Conv2d, ReLU, Flatten, Linear)" in msg  # nested Sequential: its layers
+    assert "grid=" in msg and "quantize_model" in msg  # what is supported, how to add a layer
 
 
-def test_no_regularized_layer_gives_zero_penalty_with_exclude_first_last():
-    """penalty() is documented as 0 if no layer is regularized; the flag must not change that."""
-    plain = small_net()
-    assert SinReQ(1.0, exclude_first_last=True)(plain).item() == 0.0
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"include": ("nothing",)},
+        {"exclude": ("*",)},
+        {"bits": 4},  # the layers are at 3, 5 and 8 bits
+        {"include": ("0", "8"), "exclude_first_last": True},
+    ],
+)
+@pytest.mark.parametrize("cls", [SinReQ, MSQE])
+def test_selection_that_leaves_no_layer_is_an_error_listing_the_candidates(cls, kwargs):
+    model = quantized_small_net("wrpn")
+    with pytest.raises(ValueError) as info:
+        cls(model, 1.0, **kwargs)
+    msg = str(info.value)
+    assert (
+        "5 layers have a grid (0 (8 bits), 2.0 (3 bits), 4 (5 bits), 6 (3 bits), 8 (8 bits))" in msg
+    )
+    for key, value in kwargs.items():
+        assert f"{key}={value!r}" in msg
+
+
+def test_bits_keeps_only_the_layers_at_that_width():
+    model = quantized_small_net("wrpn")
+    assert [n for n, _ in SinReQ(model, 1.0, bits=3).layers] == ["2.0", "6"]
+    assert [n for n, _ in SinReQ(model, 1.0, bits=8).layers] == ["0", "8"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -346,35 +373,35 @@ def _penalty(model, method="wrpn") -> float:
 @pytest.mark.parametrize("epoch", [None, 0, 1, 2.5, 50, 1000])
 def test_constant_schedule(epoch):
     model = quantized_small_net("wrpn")
-    reg = SinReQ(4.0, schedule="constant")
+    reg = SinReQ(model, 4.0, schedule="constant")
     assert reg.lambda_at(epoch) == 4.0
-    assert reg(model, epoch).item() == pytest.approx(4.0 * _penalty(model), rel=1e-9)
+    assert reg(epoch).item() == pytest.approx(4.0 * _penalty(model), rel=1e-9)
 
 
 @pytest.mark.parametrize("warmup_epochs", [1.0, 4.0, 7.5])
 @pytest.mark.parametrize("epoch", [0, 0.5, 1, 2.5, 4, 6, 7.5, 20])
 def test_warmup_schedule(epoch, warmup_epochs):
     model = quantized_small_net("wrpn")
-    reg = SinReQ(3.0, schedule="warmup", warmup_epochs=warmup_epochs)
+    reg = SinReQ(model, 3.0, schedule="warmup", warmup_epochs=warmup_epochs)
     lam = 3.0 * min(1.0, epoch / warmup_epochs)
     assert reg.lambda_at(epoch) == pytest.approx(lam, rel=1e-12, abs=1e-15)
-    assert reg(model, epoch).item() == pytest.approx(lam * _penalty(model), rel=1e-9, abs=1e-15)
+    assert reg(epoch).item() == pytest.approx(lam * _penalty(model), rel=1e-9, abs=1e-15)
 
 
 @pytest.mark.parametrize("total", [10, 100, 250])
 @pytest.mark.parametrize("epoch", [0, 1, 10, 20, 33.3, 50, 99, 200])
 def test_tanh_schedule(epoch, total):
     model = quantized_small_net("dorefa")
-    reg = SinReQ(8.0, schedule="tanh", epochs=total)
+    reg = SinReQ(model, 8.0, domain="latent", schedule="tanh", epochs=total)
     lam = 8.0 * 0.5 * (1 + math.tanh((epoch - 0.2 * total) / 20))
     assert reg.lambda_at(epoch) == pytest.approx(lam, rel=1e-12, abs=1e-15)
     expected = lam * _penalty(model, "dorefa")
-    assert reg(model, epoch).item() == pytest.approx(expected, rel=1e-9, abs=1e-15)
+    assert reg(epoch).item() == pytest.approx(expected, rel=1e-9, abs=1e-15)
 
 
 def test_zero_lambda_gives_zero_and_no_gradient_error():
     model = quantized_small_net("wrpn")
-    value = SinReQ(0.0)(model)
+    value = SinReQ(model, 0.0)()
     assert value.item() == 0.0
     assert value.device == next(model.parameters()).device
 
@@ -420,8 +447,8 @@ def test_msqe_zero_on_levels(method, bits):
 @pytest.mark.parametrize("method", METHODS)
 def test_msqe_regularizer_over_model(method):
     model = quantized_small_net(method)
-    reg = MSQE(2.5)
-    value = reg(model)
+    reg = MSQE(model, 2.5, domain="latent")
+    value = reg()
     expected = 2.5 * sum(
         ref_msqe(w.detach().numpy(), method, NET_BITS[n]) for n, w in weights_of(model).items()
     )
@@ -435,7 +462,10 @@ def test_msqe_regularizer_over_model(method):
 
 @pytest.mark.parametrize(("name", "cls"), [("sinreq", SinReQ), ("msqe", MSQE)])
 def test_build_regularizer(name, cls):
-    reg = build_regularizer(name, 2.0, domain="normalized", schedule="warmup", warmup_epochs=3)
+    model = quantized_small_net("wrpn")
+    reg = build_regularizer(
+        name, model, 2.0, domain="normalized", schedule="warmup", warmup_epochs=3
+    )
     assert type(reg) is cls
     assert reg.lam == 2.0 and reg.domain == "normalized" and reg.lambda_at(1.5) == 1.0
 
@@ -447,7 +477,7 @@ def test_build_regularizer(name, cls):
 @pytest.mark.parametrize("cls", [SinReQ, MSQE])
 def test_bad_lambda(cls, lam):
     with pytest.raises(ValueError) as info:
-        cls(lam)
+        cls(quantized_small_net("wrpn"), lam)
     msg = str(info.value)
     assert repr(lam) in msg
     assert ">= 0" in msg
@@ -455,7 +485,7 @@ def test_bad_lambda(cls, lam):
 
 def test_unknown_schedule():
     with pytest.raises(ValueError) as info:
-        SinReQ(1.0, schedule="cosine")
+        SinReQ(quantized_small_net("wrpn"), 1.0, schedule="cosine")
     msg = str(info.value)
     assert "'cosine'" in msg
     for allowed in ("constant", "warmup", "tanh"):
@@ -465,8 +495,8 @@ def test_unknown_schedule():
 @pytest.mark.parametrize(
     "call",
     [
-        lambda: SinReQ(1.0, domain="raw"),
-        lambda: MSQE(1.0, domain="raw"),
+        lambda: SinReQ(quantized_small_net("wrpn"), 1.0, domain="raw"),
+        lambda: MSQE(quantized_small_net("wrpn"), 1.0, domain="raw"),
         lambda: sin2(torch.zeros(3), "dorefa", 3, "raw"),
         lambda: sin2(torch.zeros(3), "wrpn", 3, "raw"),
         lambda: msqe(torch.zeros(3), "wrpn", 3, "raw"),
@@ -481,7 +511,7 @@ def test_unknown_domain(call):
 
 def test_unknown_regularizer_name():
     with pytest.raises(ValueError) as info:
-        build_regularizer("l2", 1.0)
+        build_regularizer("l2", quantized_small_net("wrpn"), 1.0)
     msg = str(info.value)
     assert "'l2'" in msg and "sinreq" in msg and "msqe" in msg
 
@@ -506,4 +536,4 @@ def test_bad_bits_in_penalties(fn, method, bits):
 
 def test_tanh_schedule_needs_epochs():
     with pytest.raises(ValueError):
-        SinReQ(1.0, schedule="tanh")
+        SinReQ(quantized_small_net("wrpn"), 1.0, schedule="tanh")
