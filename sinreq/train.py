@@ -255,24 +255,32 @@ def prepare_run(cfg: TrainConfig) -> Run:
     )  # fmt: skip
 
 
-def _matching_checkpoint(out: Path, cfg: TrainConfig) -> dict[str, Any] | None:
-    """The checkpoint in ``out`` if it belongs to the same configuration; None if there is none."""
+def _checkpoint_in(out: Path) -> dict[str, Any] | None:
+    """The checkpoint in ``out``; None if there is none."""
     file = out / "checkpoint.pt"
     if not file.exists():
         return None
     try:
-        ckpt = load_checkpoint(file)
+        return load_checkpoint(file)
     except ValueError as err:
         raise TrainingError(f"{err}; move it away to start over") from None
-    old = {k: v for k, v in ckpt["config"].items() if k not in NON_RESULT_FIELDS}
-    changed = differing_result_field(old, cfg)
+
+
+def _changed_field(ckpt: dict[str, Any], cfg: TrainConfig) -> str | None:
+    """The first result-changing field in which the checkpoint's run differs from ``cfg``."""
+    return differing_result_field(
+        {k: v for k, v in ckpt["config"].items() if k not in NON_RESULT_FIELDS}, cfg
+    )
+
+
+def _refuse_other_run(out: Path, ckpt: dict[str, Any], cfg: TrainConfig) -> None:
+    changed = _changed_field(ckpt, cfg)
     if changed:
-        now = result_config(cfg)[changed]
+        old, now = ckpt["config"].get(changed), result_config(cfg)[changed]
         raise TrainingError(
-            f"{out} holds a run with another configuration ({changed}: {old.get(changed)!r} "
-            f"there, {now!r} now); use another --out"
+            f"{out} holds a run with another configuration ({changed}: {old!r} there, {now!r} "
+            "now); use another --out"
         )
-    return ckpt
 
 
 def _resume(run: Run, ckpt: dict[str, Any]) -> None:
@@ -298,12 +306,14 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     import mlflow
 
     out = Path(cfg.out)
-    ckpt = _matching_checkpoint(out, cfg)
-    if ckpt is not None and ckpt["epoch"] >= cfg.epochs and (out / "metrics.json").exists():
+    ckpt = _checkpoint_in(out)
+    done = ckpt is not None and ckpt["epoch"] >= cfg.epochs and (out / "metrics.json").exists()
+    if done and _changed_field(ckpt, cfg) is None:
         print(f"{out}: finished run, nothing to do", file=sys.stderr)
         return json.loads((out / "metrics.json").read_text())
     run = prepare_run(cfg)  # bad input fails here, before anything is written
     if ckpt is not None:
+        _refuse_other_run(out, ckpt, cfg)
         _resume(run, ckpt)
     config, layers = {**result_config(cfg), **provenance()}, layer_table(run.model)
     out.mkdir(parents=True, exist_ok=True)

@@ -595,7 +595,8 @@ def test_committed_default_results_pass_the_committed_references(capsys):
     reference = REPO / "reports" / "paper_reference.yaml"
     assert check_command(REPO / "reports" / "results.csv", reference, profile="default") == 0
     found = verdicts(capsys.readouterr().out)
-    assert [v for k, v in found.items() if k.startswith("default_")] == ["PASS"] * 4
+    default = [v for k, v in found.items() if k.startswith("default_")]
+    assert len(default) >= 4 and set(default) == {"PASS"}
 
 
 def test_cli_check_reports_a_missing_results_file(tmp_path, capsys):
@@ -605,3 +606,25 @@ def test_cli_check_reports_a_missing_results_file(tmp_path, capsys):
                  "--reference", str(REPO / "reports" / "paper_reference.yaml")])  # fmt: skip
     assert code == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_committed_fashion_study_follows_the_protocol():
+    """reports/fashion (the committed Fashion-MNIST study): every configuration has >= 5 final
+    seeds at lambda 0 and at the chosen lambda, the chosen lambda is the argmax over positive
+    lambdas of the tuning runs' mean validation accuracy (computed here from results.csv, not by
+    the code under test), tuning and final seeds are disjoint, and FP is plausible."""
+    results = pd.read_csv(REPO / "reports" / "fashion" / "results.csv")
+    quant = results[results["method"] != "fp"]
+    tune, final = quant[quant["phase"] == "tune"], quant[quant["phase"] == "final"]
+    assert not set(tune["seed"]) & set(final["seed"])
+    configs = final.groupby(["model", "method", "bits"])
+    assert len(configs) == 6
+    for (model, method, bits), runs in configs:
+        tuned = tune[(tune["model"] == model) & (tune["method"] == method) & (tune["bits"] == bits)]
+        means = tuned[tuned["lambda"] > 0].groupby("lambda")["val_acc"].mean()
+        chosen = max(means.index, key=lambda lam: (means[lam], -lam))
+        assert sorted(set(runs["lambda"])) == [0.0, chosen], (method, bits)
+        for lam in (0.0, chosen):
+            assert (runs["lambda"] == lam).sum() >= 5
+    fp = results[(results["method"] == "fp") & (results["phase"] == "final")]
+    assert len(fp) >= 5 and 85.0 <= fp["test_acc"].mean() <= 95.0
