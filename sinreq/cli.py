@@ -18,10 +18,21 @@ from pathlib import Path
 # Top-level modules of the study extra's packages: a missing one means "install the extra".
 STUDY_MODULES = frozenset(
     {
-        "dvc", "matplotlib", "mlflow", "numpy", "pandas", "pydantic", "pytest_benchmark",
-        "scipy", "sklearn", "statsmodels", "torchvision", "tqdm", "yaml",
+        "dvc",
+        "matplotlib",
+        "mlflow",
+        "numpy",
+        "pandas",
+        "pydantic",
+        "pytest_benchmark",
+        "scipy",
+        "sklearn",
+        "statsmodels",
+        "torchvision",
+        "tqdm",
+        "yaml",
     }
-)  # fmt: skip
+)
 
 
 def missing_study_module(err: ImportError) -> str | None:
@@ -37,7 +48,7 @@ def study_extra_message(command: str, module: str) -> str:
     )
 
 
-def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def _train(args: argparse.Namespace) -> int:
     from sinreq.config import configs_from_args
     from sinreq.train import train_all
 
@@ -45,25 +56,27 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
-def _download(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def _download(args: argparse.Namespace) -> int:
     from sinreq.data import download
 
     print(download(args.name, args.root, source=args.source))
     return 0
 
 
-def _report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def _report(args: argparse.Namespace) -> int:
     from sinreq.report import report_command
 
     report_command(
-        runs=[Path(p) for p in args.runs], out=Path(args.out),
-        tracking_uri=args.tracking_uri, experiment=args.experiment,
+        runs=[Path(p) for p in args.runs],
+        out=Path(args.out),
+        tracking_uri=args.tracking_uri,
+        experiment=args.experiment,
         reference=Path(args.reference) if args.reference else None,
-    )  # fmt: skip
+    )
     return 0
 
 
-def _check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def _check(args: argparse.Namespace) -> int:
     from sinreq.report import check_command
 
     return check_command(Path(args.results), Path(args.reference), profile=args.profile)
@@ -125,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if getattr(args, "missing", None) is not None:
             raise args.missing
-        return args.func(args, parser)
+        return args.func(args)
     except ImportError as err:
         module = missing_study_module(err)
         if module is None or os.environ.get("SINREQ_DEBUG"):

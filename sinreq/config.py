@@ -21,8 +21,15 @@ from sinreq.quant import check_bits
 
 # Fields that do not change the numbers a run produces: a resumed run may differ in these.
 NON_RESULT_FIELDS = {
-    "out", "tracking_uri", "experiment", "device", "workers", "profile", "stage", "phase",
-}  # fmt: skip
+    "out",
+    "tracking_uri",
+    "experiment",
+    "device",
+    "workers",
+    "profile",
+    "stage",
+    "phase",
+}
 
 
 class TrainConfig(BaseModel):
@@ -176,19 +183,22 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """One ``--kebab-case`` flag per TrainConfig field, ``--config FILE.yaml`` and ``--grid``."""
     parser.add_argument("--config", help="YAML file with any of the options below (flags win)")
     parser.add_argument(
-        "--grid", action="append", metavar="OPTION=V1,V2",
+        "--grid",
+        action="append",
+        metavar="OPTION=V1,V2",
         help="train every combination of these values, each run in OUT/<option><value>-...",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--grid-summary",
         metavar="FILE",
         help="where a grid writes its runs' metrics (OUT/grid.json)",
     )
     parser.add_argument(
-        "--tune-lambdas", metavar="L1,L2",
+        "--tune-lambdas",
+        metavar="L1,L2",
         help="choose lambda on validation: --tune-seeds run every value (OUT/tune/), then the "
         "--grid seeds run lambda 0 and the best (OUT/final/)",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--tune-seeds", metavar="S1,S2", help="seeds of the lambda tuning (not the final seeds)"
     )
@@ -277,25 +287,33 @@ def configs_from_args(args: argparse.Namespace) -> Plan:
     lambdas = _number_list("--tune-lambdas", args.tune_lambdas, float)
     tune_seeds = _number_list("--tune-seeds", args.tune_seeds, int)
     if set(grid) - {"seed"}:
-        raise ValueError(f"--grid {next(iter(set(grid) - {'seed'}))}: with --tune-lambdas the "
-                         "grid may vary only seed (the final seeds)")  # fmt: skip
+        raise ValueError(
+            f"--grid {next(iter(set(grid) - {'seed'}))}: with --tune-lambdas the "
+            "grid may vary only seed (the final seeds)"
+        )
     finals = {int(s) for s in grid.get("seed", [values.get("seed", 0)])}
     if finals & set(tune_seeds):
         both = min(finals & set(tune_seeds))
-        raise ValueError(f"--tune-seeds {args.tune_seeds}: seed {both} is also a final seed; "
-                         "allowed: seeds disjoint from --grid seed")  # fmt: skip
+        raise ValueError(
+            f"--tune-seeds {args.tune_seeds}: seed {both} is also a final seed; "
+            "allowed: seeds disjoint from --grid seed"
+        )
     root = Path(values["out"])
     grid = {"seed": sorted(finals)}
-    tune = _expand({**values, "phase": "tune", "out": str(root / "tune")},
-                   {"seed": tune_seeds, "lambda": lambdas})  # fmt: skip
+    tune = _expand(
+        {**values, "phase": "tune", "out": str(root / "tune")},
+        {"seed": tune_seeds, "lambda": lambdas},
+    )
     final = {"phase": "final", "out": str(root / "final")}
     return Plan(
         runs=[],
         summary=summary,
         tune=tune,
-        finals={lam: _expand({**values, **final}, {**grid, "lambda": sorted({0.0, lam})})
-                for lam in lambdas},
-    )  # fmt: skip
+        finals={
+            lam: _expand({**values, **final}, {**grid, "lambda": sorted({0.0, lam})})
+            for lam in lambdas
+        },
+    )
 
 
 def _number_list(flag: str, text: str | None, kind: type) -> list:
@@ -316,8 +334,10 @@ def _expand(values: dict[str, Any], grid: dict[str, list[Any]]) -> list[TrainCon
         raise ValueError(f"--grid: cannot vary {unknown[0]!r}; allowed: any option except out")
     configs = []
     for combo in itertools.product(*(v if isinstance(v, list) else [v] for v in grid.values())):
-        name = "-".join(f"{k}{v:g}" if isinstance(v, float) else f"{k}{v}"
-                        for k, v in zip(grid, combo, strict=True))  # fmt: skip
+        name = "-".join(
+            f"{k}{v:g}" if isinstance(v, float) else f"{k}{v}"
+            for k, v in zip(grid, combo, strict=True)
+        )
         run = {
             **values,
             **dict(zip(keys, combo, strict=True)),

@@ -294,8 +294,9 @@ def layer_types(model: nn.Module, limit: int = 12) -> str:
 
     def walk(module: nn.Module) -> None:
         for child in module.children():
-            if isinstance(child, _wrappers()) or isinstance(getattr(child, "_orig_mod", None),
-                                                            nn.Module):  # fmt: skip
+            if isinstance(child, _wrappers()) or isinstance(
+                getattr(child, "_orig_mod", None), nn.Module
+            ):
                 walk(unwrap(child))
                 continue
             own = next(child.parameters(recurse=False), None) is not None

@@ -25,5 +25,12 @@ def draw_weight_histogram(ax: Any, x: Any, method: str, bits: int, color: str = 
     counts = torch.histc(x.detach().flatten().float().cpu(), bins=201, min=-1.1, max=1.1)
     edges = torch.linspace(-1.1, 1.1, 202)
     ax.stairs(counts.numpy(), edges.numpy(), fill=True, color=color)  # one artist
-    ax.vlines(weight_levels(method, bits).numpy(), 0, 1, transform=ax.get_xaxis_transform(),
-              colors="tab:red", lw=0.6, alpha=0.7)  # fmt: skip
+    ax.vlines(
+        weight_levels(method, bits).numpy(),
+        0,
+        1,
+        transform=ax.get_xaxis_transform(),
+        colors="tab:red",
+        lw=0.6,
+        alpha=0.7,
+    )

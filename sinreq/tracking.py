@@ -61,8 +61,9 @@ def log_run_header(
     of a new run."""
     import mlflow
 
-    params = {k: json.dumps(v) if isinstance(v, list | dict) else v
-              for k, v in result_config(cfg).items()}  # fmt: skip
+    params = {
+        k: json.dumps(v) if isinstance(v, list | dict) else v for k, v in result_config(cfg).items()
+    }
     for row in layers:
         bits = row["weight_bits"] if row["kind"] != "QuantAct" else f"act{row['act_bits']}"
         params[f"bits.{row['layer']}"] = bits

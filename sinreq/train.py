@@ -129,8 +129,9 @@ def recalibrate_batchnorm(model: nn.Module, loader, batches: int, device: torch.
     (the loader's generator is reseeded), and torch's global RNG is left as it was, so resuming a
     run gives the same numbers.
     """
-    if batches == 0 or not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in
-                               model.modules()):  # fmt: skip
+    if batches == 0 or not any(
+        isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()
+    ):
         return
     loader.generator.manual_seed(0)
     with torch.random.fork_rng(devices=[]):
@@ -222,11 +223,16 @@ def build_training(
     regularizer = None
     if cfg.lam > 0:
         regularizer = build_regularizer(
-            cfg.regularizer, model, cfg.lam, domain=cfg.domain, schedule=cfg.schedule,
-            epochs=cfg.epochs, warmup_epochs=cfg.warmup_epochs,
+            cfg.regularizer,
+            model,
+            cfg.lam,
+            domain=cfg.domain,
+            schedule=cfg.schedule,
+            epochs=cfg.epochs,
+            warmup_epochs=cfg.warmup_epochs,
             exclude_first_last=cfg.reg_exclude_first_last,
             bits=None if cfg.reg_all_widths else cfg.bits,
-        )  # fmt: skip
+        )
     optimizer = torch.optim.SGD(
         model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
     )
@@ -244,15 +250,23 @@ def prepare_run(cfg: TrainConfig) -> Run:
     splits = build_splits(
         cfg.dataset, cfg.data_dir, val_fraction=cfg.val_fraction, split_seed=0, classes=cfg.classes
     )
-    loaders = make_loaders(splits, cfg.batch_size, seed=cfg.seed, workers=cfg.workers,
-                           pin_memory=device.type == "cuda")  # fmt: skip
+    loaders = make_loaders(
+        splits, cfg.batch_size, seed=cfg.seed, workers=cfg.workers, pin_memory=device.type == "cuda"
+    )
     model, regularizer, optimizer = build_training(cfg, splits.num_classes, device)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg.lr_milestones, cfg.lr_gamma)
     return Run(
-        cfg, device, model, torch.compile(model) if cfg.compile else model, regularizer,
-        optimizer, scheduler, loaders, amp=cfg.amp and device.type == "cuda",
+        cfg,
+        device,
+        model,
+        torch.compile(model) if cfg.compile else model,
+        regularizer,
+        optimizer,
+        scheduler,
+        loaders,
+        amp=cfg.amp and device.type == "cuda",
         layout=memory_format(device, cfg.compile),
-    )  # fmt: skip
+    )
 
 
 def _checkpoint_in(out: Path) -> dict[str, Any] | None:
@@ -294,11 +308,15 @@ def _resume(run: Run, ckpt: dict[str, Any]) -> None:
 
 def _checkpoint(run: Run, epochs_done: int) -> dict[str, Any]:
     return {
-        "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
-        "scheduler": run.scheduler.state_dict(), "epoch": epochs_done, "rng": _get_rng_state(),
-        "history": run.history, "mlflow_run_id": run.mlflow_run_id,
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "epoch": epochs_done,
+        "rng": _get_rng_state(),
+        "history": run.history,
+        "mlflow_run_id": run.mlflow_run_id,
         "config": result_config(run.cfg),
-    }  # fmt: skip
+    }
 
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
@@ -410,17 +428,27 @@ def train_epoch(run: Run, epoch: int) -> dict[str, float]:
     loader.generator.manual_seed(cfg.seed * 1000 + epoch)  # order is a function of (seed, epoch)
     ce_sum = reg_sum = correct = seen = 0.0
     start = time.perf_counter()
-    batches = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
-                   disable=not sys.stderr.isatty())  # fmt: skip
+    batches = tqdm(
+        loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not sys.stderr.isatty()
+    )
     for i, (x, y) in enumerate(batches):
         x, y = x.to(run.device, non_blocking=True), y.to(run.device, non_blocking=True)
         x = x.contiguous(memory_format=run.layout)
         try:
-            ce, reg, logits = train_step(run.step_model, run.regularizer, x, y, run.optimizer,
-                                         epoch + i / len(loader), run.amp)  # fmt: skip
+            ce, reg, logits = train_step(
+                run.step_model,
+                run.regularizer,
+                x,
+                y,
+                run.optimizer,
+                epoch + i / len(loader),
+                run.amp,
+            )
         except TrainingError as err:
-            raise TrainingError(f"training diverged at epoch {epoch + 1}, batch {i + 1}: {err}; "
-                                "lower --lr or --lambda") from None  # fmt: skip
+            raise TrainingError(
+                f"training diverged at epoch {epoch + 1}, batch {i + 1}: {err}; "
+                "lower --lr or --lambda"
+            ) from None
         ce_sum += ce * y.numel()
         if reg is not None:
             reg_sum += reg * y.numel()
@@ -431,10 +459,14 @@ def train_epoch(run: Run, epoch: int) -> dict[str, float]:
     elapsed = time.perf_counter() - start
     lam = run.regularizer.lambda_at(epoch) if run.regularizer else 0.0
     return {
-        "train_ce": float(ce_sum / seen), "train_reg": float(reg_sum / seen), "lambda": lam,
-        "train_acc": float(100.0 * correct / seen), "lr": run.optimizer.param_groups[0]["lr"],
-        "images_per_s": seen / elapsed, "train_time_s": elapsed,
-    }  # fmt: skip
+        "train_ce": float(ce_sum / seen),
+        "train_reg": float(reg_sum / seen),
+        "lambda": lam,
+        "train_acc": float(100.0 * correct / seen),
+        "lr": run.optimizer.param_groups[0]["lr"],
+        "images_per_s": seen / elapsed,
+        "train_time_s": elapsed,
+    }
 
 
 def _epoch_line(epoch: int, epochs: int, row: dict[str, float]) -> str:
@@ -466,11 +498,13 @@ def _final_metrics(run: Run) -> dict[str, Any]:
     cfg, history, test = run.cfg, run.history, run.loaders[2]
     metrics: dict[str, Any] = {
         "test_acc": evaluate(run.model, test, run.device, run.amp, run.layout),
-        "val_acc": history[-1]["val_acc"], "epochs": len(history),
-        "final_train_ce": history[-1]["train_ce"], "final_train_reg": history[-1]["train_reg"],
+        "val_acc": history[-1]["val_acc"],
+        "epochs": len(history),
+        "final_train_ce": history[-1]["train_ce"],
+        "final_train_reg": history[-1]["train_reg"],
         "wall_time_s": sum(h["epoch_wall_s"] for h in history),
         "images_per_s": sum(h["images_per_s"] for h in history) / len(history),
-    }  # fmt: skip
+    }
     if cfg.method != "fp":
         layers = grid_stats(run.model, cfg.domain)
         at_bits = [v for v in layers.values() if v["bits"] == cfg.bits]
@@ -478,6 +512,7 @@ def _final_metrics(run: Run) -> dict[str, Any]:
         metrics["sin2"] = sum(v["sin2"] for v in at_bits) / len(at_bits)
         metrics["layers"] = layers
         with snapped_weights(run.model, cfg.domain):
-            metrics["hard_round_test_acc"] = evaluate(run.model, test, run.device, run.amp,
-                                                      run.layout)  # fmt: skip
+            metrics["hard_round_test_acc"] = evaluate(
+                run.model, test, run.device, run.amp, run.layout
+            )
     return metrics

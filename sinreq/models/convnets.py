@@ -12,13 +12,19 @@ def cifar10_convnet(num_classes: int = 10, width: float = 1.0) -> nn.Module:
     """LeNet-5-shaped net (~62k parameters): conv5 6, pool, conv5 16, pool, fc 120, fc 84, fc."""
     c1, c2, f1, f2 = (scaled(c, width) for c in (6, 16, 120, 84))
     return nn.Sequential(
-        nn.Conv2d(3, c1, 5), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(c1, c2, 5), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(3, c1, 5),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(c1, c2, 5),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
         nn.Flatten(),
-        nn.Linear(c2 * 5 * 5, f1), nn.ReLU(),
-        nn.Linear(f1, f2), nn.ReLU(),
+        nn.Linear(c2 * 5 * 5, f1),
+        nn.ReLU(),
+        nn.Linear(f1, f2),
+        nn.ReLU(),
         nn.Linear(f2, num_classes),
-    )  # fmt: skip
+    )
 
 
 @register
@@ -61,21 +67,30 @@ class AlexNet(nn.Module):
         c = [scaled(x, width) for x in (64, 192, 384, 256, 256)]
         hidden = scaled(4096, width)
         self.features = nn.Sequential(
-            nn.Conv2d(3, c[0], 11, stride=4, padding=2), nn.ReLU(inplace=True),
+            nn.Conv2d(3, c[0], 11, stride=4, padding=2),
+            nn.ReLU(inplace=True),
             nn.MaxPool2d(3, 2),
-            nn.Conv2d(c[0], c[1], 5, padding=2), nn.ReLU(inplace=True),
+            nn.Conv2d(c[0], c[1], 5, padding=2),
+            nn.ReLU(inplace=True),
             nn.MaxPool2d(3, 2),
-            nn.Conv2d(c[1], c[2], 3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(c[2], c[3], 3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(c[3], c[4], 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(c[1], c[2], 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(c[2], c[3], 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(c[3], c[4], 3, padding=1),
+            nn.ReLU(inplace=True),
             nn.MaxPool2d(3, 2),
-        )  # fmt: skip
+        )
         self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
         self.classifier = nn.Sequential(
-            nn.Dropout(0.5), nn.Linear(c[4] * 36, hidden), nn.ReLU(inplace=True),
-            nn.Dropout(0.5), nn.Linear(hidden, hidden), nn.ReLU(inplace=True),
+            nn.Dropout(0.5),
+            nn.Linear(c[4] * 36, hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(0.5),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(inplace=True),
             nn.Linear(hidden, num_classes),
-        )  # fmt: skip
+        )
 
     def forward(self, x):
         return self.classifier(self.avgpool(self.features(x)).flatten(1))

@@ -56,8 +56,13 @@ from sinreq.report.tables import (
     summary,
 )
 
-TABLE_FILES = ("results.csv", "gap_closure.csv", "lambda_selection.csv", "mechanism.csv",
-               "acc_vs_bits.csv")  # fmt: skip
+TABLE_FILES = (
+    "results.csv",
+    "gap_closure.csv",
+    "lambda_selection.csv",
+    "mechanism.csv",
+    "acc_vs_bits.csv",
+)
 PLOT_FILES = ("acc_vs_bits.png", "gap_closure.png", "weight_hist.png", "mechanism.png")
 
 

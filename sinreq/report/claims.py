@@ -247,8 +247,17 @@ def check_command(results: Path, reference: Path, profile: str | None = None) ->
         measured, verdict, note = _judge(claim, results_table, profile, summaries)
         counts[verdict] += 1
         failed |= verdict == FAIL and not claim["informational"]
-        rows.append([claim["id"], claim["description"], fmt(claim["expected"], "g"),
-                     fmt(measured), fmt(claim["tolerance"], "g"), verdict, note])  # fmt: skip
+        rows.append(
+            [
+                claim["id"],
+                claim["description"],
+                fmt(claim["expected"], "g"),
+                fmt(measured),
+                fmt(claim["tolerance"], "g"),
+                verdict,
+                note,
+            ]
+        )
     headers = ["id", "description", "expected", "measured", "tolerance", "verdict", "note"]
     print(table(headers, rows))
     print(

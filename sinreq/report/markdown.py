@@ -49,14 +49,20 @@ def summary_markdown(
     """The text of ``summary.md``; ``paper`` None means no reference file was given."""
     lines = [
         *_header(results),
-        "## Verdict", "", *[_verdict_sentence(m, s) for m, s in per_method.items()], "",
-        "## Definitions", "", *_DEFINITIONS, "",
+        "## Verdict",
+        "",
+        *[_verdict_sentence(m, s) for m, s in per_method.items()],
+        "",
+        "## Definitions",
+        "",
+        *_DEFINITIONS,
+        "",
         *_method_section(per_method, paper),
         *_configuration_section(gap),
         *_selection_section(selection),
         *_mechanism_section(mechanism),
         _FILES,
-    ]  # fmt: skip
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -113,48 +119,87 @@ def _method_section(
 ) -> list[str]:
     """Per method: pooled gain, mean gap, both closures with intervals, the paper's numbers."""
     headers = [
-        "method", "configs", "pooled gain (points) [95 % CI]", "p", "mean gap (points)",
-        "closure, mean of ratios (%) [95 % CI]", "closure, ratio of means (%) [95 % CI]",
-        "paper closure (%)", "paper gain (points)",
-    ]  # fmt: skip
+        "method",
+        "configs",
+        "pooled gain (points) [95 % CI]",
+        "p",
+        "mean gap (points)",
+        "closure, mean of ratios (%) [95 % CI]",
+        "closure, ratio of means (%) [95 % CI]",
+        "paper closure (%)",
+        "paper gain (points)",
+    ]
     rows = []
     for method, s in per_method.items():
         pooled_ci = interval(s.get("pooled_ci_low", math.nan), s.get("pooled_ci_high", math.nan))
-        rows.append([
-            METHOD_NAME.get(method, method), str(s["n_configs"]),
-            f"{fmt(s.get('pooled_gain'), '+.2f', 'not measured')} {pooled_ci}",
-            fmt(s.get("pooled_p"), ".3g"), fmt(s["mean_gap_points"], ".2f", "not measured"),
-            _closure_cell(s, "closure_mean_of_ratios"), _closure_cell(s, "closure_ratio_of_means"),
-            fmt(paper_closure(paper or {}, method), "g"),
-            fmt((paper or {}).get(method, {}).get("mean_gain_points"), "+g"),
-        ])  # fmt: skip
+        rows.append(
+            [
+                METHOD_NAME.get(method, method),
+                str(s["n_configs"]),
+                f"{fmt(s.get('pooled_gain'), '+.2f', 'not measured')} {pooled_ci}",
+                fmt(s.get("pooled_p"), ".3g"),
+                fmt(s["mean_gap_points"], ".2f", "not measured"),
+                _closure_cell(s, "closure_mean_of_ratios"),
+                _closure_cell(s, "closure_ratio_of_means"),
+                fmt(paper_closure(paper or {}, method), "g"),
+                fmt((paper or {}).get(method, {}).get("mean_gain_points"), "+g"),
+            ]
+        )
     no_paper = ["No reference file given: paper columns left empty.", ""] if paper is None else []
     return ["## Summary per method", "", *no_paper, table(headers, rows, markdown=True), ""]
 
 
 def _configuration_section(gap: pd.DataFrame) -> list[str]:
     """One row per configuration and SinReQ setting: the gap table in words."""
-    headers = ["model", "dataset", "config", "SinReQ lambda", "FP", "Q", "Q+SinReQ", "Q+MSQE",
-               "paired gain [95 % CI]", "gap", "closure (%)", "p", "p (Holm)",
-               "verdict"]  # fmt: skip
+    headers = [
+        "model",
+        "dataset",
+        "config",
+        "SinReQ lambda",
+        "FP",
+        "Q",
+        "Q+SinReQ",
+        "Q+MSQE",
+        "paired gain [95 % CI]",
+        "gap",
+        "closure (%)",
+        "p",
+        "p (Holm)",
+        "verdict",
+    ]
     rows = []
     for _, row in gap.iterrows():
-        rows.append([
-            row["model"], row["dataset"], config_label(row), fmt(row["lambda"], "g"),
-            mean_std(row["fp_mean"], row["fp_std"], row["fp_n"]),
-            mean_std(row["q_mean"], row["q_std"], row["q_n"]),
-            mean_std(row["qs_mean"], row["qs_std"], row["qs_n"]),
-            mean_std(row["msqe_mean"], math.nan, row["msqe_n"]),
-            f"{fmt(row['diff_mean'], '+.2f')} {interval(row['diff_ci_low'], row['diff_ci_high'])}",
-            fmt(row["gap"]), fmt(row["closure_pct"], ".1f"), fmt(row["p_value"], ".3g"),
-            fmt(row["p_holm"], ".3g"), row["verdict"],
-        ])  # fmt: skip
+        rows.append(
+            [
+                row["model"],
+                row["dataset"],
+                config_label(row),
+                fmt(row["lambda"], "g"),
+                mean_std(row["fp_mean"], row["fp_std"], row["fp_n"]),
+                mean_std(row["q_mean"], row["q_std"], row["q_n"]),
+                mean_std(row["qs_mean"], row["qs_std"], row["qs_n"]),
+                mean_std(row["msqe_mean"], math.nan, row["msqe_n"]),
+                fmt(row["diff_mean"], "+.2f")
+                + " "
+                + interval(row["diff_ci_low"], row["diff_ci_high"]),
+                fmt(row["gap"]),
+                fmt(row["closure_pct"], ".1f"),
+                fmt(row["p_value"], ".3g"),
+                fmt(row["p_holm"], ".3g"),
+                row["verdict"],
+            ]
+        )
     several = ["Several SinReQ settings: each counts as a configuration in the averages."]
     return [
-        "", "## Per configuration", "", "`-` = not measured.",
-        *(several if several_settings(gap) else []), "",
-        table(headers, rows, markdown=True) if rows else "No quantized runs.", "",
-    ]  # fmt: skip
+        "",
+        "## Per configuration",
+        "",
+        "`-` = not measured.",
+        *(several if several_settings(gap) else []),
+        "",
+        table(headers, rows, markdown=True) if rows else "No quantized runs.",
+        "",
+    ]
 
 
 def _selection_section(selection: pd.DataFrame) -> list[str]:
@@ -164,12 +209,26 @@ def _selection_section(selection: pd.DataFrame) -> list[str]:
         return [*title, "No lambda-tuning runs: lambda was set by hand.", ""]
     rows = []
     for _, r in selection.iterrows():
-        rows.append([r["model"], r["dataset"], config_label(r), f"{r['lambda']:g}",
-                     mean_std(r["val_acc_mean"], r["val_acc_std"], r["tune_seeds"]),
-                     "**chosen**" if r["chosen"] else "",
-                     fmt(r["final_lambda"], "g")])  # fmt: skip
-    headers = ["model", "dataset", "config", "lambda", "validation top-1 (tuning seeds)",
-               "choice", "final runs used"]  # fmt: skip
+        rows.append(
+            [
+                r["model"],
+                r["dataset"],
+                config_label(r),
+                f"{r['lambda']:g}",
+                mean_std(r["val_acc_mean"], r["val_acc_std"], r["tune_seeds"]),
+                "**chosen**" if r["chosen"] else "",
+                fmt(r["final_lambda"], "g"),
+            ]
+        )
+    headers = [
+        "model",
+        "dataset",
+        "config",
+        "lambda",
+        "validation top-1 (tuning seeds)",
+        "choice",
+        "final runs used",
+    ]
     return [
         *title,
         "The chosen lambda is the positive lambda with the best mean validation accuracy of the "
@@ -186,11 +245,29 @@ def _mechanism_section(mechanism: pd.DataFrame) -> list[str]:
     title = ["## Mechanism: did SinReQ pull the weights onto the grid?", ""]
     if mechanism.empty:
         return [*title, "Not measured.", ""]
-    rows = [[r["model"], config_label(r), r["layer"], r["variant"], f"{r['lambda']:g}",
-             str(r["n"]), fmt(100 * r["near_level_frac"], ".1f"), fmt(r["sin2"], ".3f")]
-            for _, r in mechanism.iterrows()]  # fmt: skip
-    headers = ["model", "config", "layer", "variant", "lambda", "runs", "weights within 0.1 "
-               "step of a level (%)", "mean sin^2"]  # fmt: skip
+    rows = [
+        [
+            r["model"],
+            config_label(r),
+            r["layer"],
+            r["variant"],
+            f"{r['lambda']:g}",
+            str(r["n"]),
+            fmt(100 * r["near_level_frac"], ".1f"),
+            fmt(r["sin2"], ".3f"),
+        ]
+        for _, r in mechanism.iterrows()
+    ]
+    headers = [
+        "model",
+        "config",
+        "layer",
+        "variant",
+        "lambda",
+        "runs",
+        "weights within 0.1 step of a level (%)",
+        "mean sin^2",
+    ]
     return [
         *title,
         "Each layer at the run's bit width, end of training, mean over final seeds. Uniformly "

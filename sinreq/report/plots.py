@@ -44,8 +44,11 @@ def plot_acc_vs_bits(results: pd.DataFrame, curves: pd.DataFrame, path: Path) ->
     )
     colors, spare = dict(_VARIANT_COLOR), itertools.cycle(_SINREQ_COLORS)
     for ax, (model, dataset) in zip(axes.flat, panels, strict=False):
-        fp = results[(results["method"] == "fp") & (results["model"] == model)
-                     & (results["dataset"] == dataset)]  # fmt: skip
+        fp = results[
+            (results["method"] == "fp")
+            & (results["model"] == model)
+            & (results["dataset"] == dataset)
+        ]
         mean, std, n = describe(fp["test_acc"])
         if n:
             ax.axhline(mean, color="black", lw=1.2, label=f"FP (n={n})")
@@ -53,18 +56,25 @@ def plot_acc_vs_bits(results: pd.DataFrame, curves: pd.DataFrame, path: Path) ->
                 ax.axhspan(mean - std, mean + std, color="black", alpha=0.12)
         else:
             ax.text(0.02, 0.02, "FP not measured", transform=ax.transAxes, fontsize=8)
-        panel = curves[(curves["model"] == model) & (curves["dataset"] == dataset)
-                       & (curves["method"] != "fp")]  # fmt: skip
+        panel = curves[
+            (curves["model"] == model) & (curves["dataset"] == dataset) & (curves["method"] != "fp")
+        ]
         for (method, act, variant), line in panel.groupby(
             ["method", "act_bits", "variant"], dropna=False
         ):
             line = line.dropna(subset=["acc_mean"])
             act_tag = "" if pd.isna(act) else f" a{act}"
             ax.errorbar(
-                line["bits"].astype(float), line["acc_mean"], yerr=line["acc_std"].fillna(0),
-                ls=_METHOD_STYLE.get(method, ":"), color=colors.setdefault(variant, next(spare)),
-                marker="o", ms=4, capsize=3, label=f"{method}{act_tag} {variant}",
-            )  # fmt: skip
+                line["bits"].astype(float),
+                line["acc_mean"],
+                yerr=line["acc_std"].fillna(0),
+                ls=_METHOD_STYLE.get(method, ":"),
+                color=colors.setdefault(variant, next(spare)),
+                marker="o",
+                ms=4,
+                capsize=3,
+                label=f"{method}{act_tag} {variant}",
+            )
         ax.set_xticks(sorted(int(b) for b in set(panel["bits"].dropna())) or [3, 4, 5])
         ax.set_xlabel("weight bits")
         ax.set_ylabel("test top-1 (%)")
@@ -86,13 +96,23 @@ def plot_gap_closure(gap: pd.DataFrame, paper: dict[str, dict[str, float]], path
     rows = gap.dropna(subset=["closure_pct"]).reset_index(drop=True)
     fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(rows) + 2.5), 4.2))
     if rows.empty:
-        ax.text(0.5, 0.5, "gap closure not measured (needs FP, Q and Q+SinReQ runs)",
-                ha="center", va="center", transform=ax.transAxes)  # fmt: skip
+        ax.text(
+            0.5,
+            0.5,
+            "gap closure not measured (needs FP, Q and Q+SinReQ runs)",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
         ax.set_axis_off()
     else:
         for i, row in rows.iterrows():
-            ax.bar(i, row["closure_pct"], color=_METHOD_COLOR.get(row["method"], "tab:gray"),
-                   alpha=0.4 if row["verdict"] == "no difference" else 1.0)  # fmt: skip
+            ax.bar(
+                i,
+                row["closure_pct"],
+                color=_METHOD_COLOR.get(row["method"], "tab:gray"),
+                alpha=0.4 if row["verdict"] == "no difference" else 1.0,
+            )
         ax.set_xticks(range(len(rows)))
         labels = [f"{r['model']}\n{r['dataset']}\n{config_label(r)}" for _, r in rows.iterrows()]
         ax.set_xticklabels(labels, fontsize=6)
@@ -125,8 +145,9 @@ def _representative_runs(
     row = rows.sort_values("bits", kind="stable").iloc[0]
     config = results[match(results, {k: row[k] for k in CONFIG_KEYS})]
     q = config[config["lambda"] == 0]
-    qs = config[match(config, {k: row[k] for k in SETTING_KEYS})
-                & (config["regularizer"] == "sinreq")]  # fmt: skip
+    qs = config[
+        match(config, {k: row[k] for k in SETTING_KEYS}) & (config["regularizer"] == "sinreq")
+    ]
     common = set(q["seed"]) & set(qs["seed"])
 
     def pick(runs: pd.DataFrame) -> pd.Series:
@@ -148,14 +169,23 @@ def _weight_panel(ax, row: pd.Series, run: pd.Series, qs_run: pd.Series, variant
         layers = regularized_layers(Path(qs_run["path"]), bits)
         x = normalized_weights(Path(run["path"]), layers, method)
     except ValueError as err:
-        ax.text(0.5, 0.5, f"not measured:\n{err}", ha="center", va="center",
-                transform=ax.transAxes, fontsize=7, wrap=True)  # fmt: skip
+        ax.text(
+            0.5,
+            0.5,
+            f"not measured:\n{err}",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+            fontsize=7,
+            wrap=True,
+        )
         ax.set_title(title, fontsize=8)
         return
     draw_weight_histogram(ax, x, method, bits, color=_METHOD_COLOR[method])
     near = near_level_fraction(x, method, bits)
-    ax.set_title(f"{title}; {100 * near:.0f} % within {NEAR_LEVEL_FRACTION:g} step of a level",
-                 fontsize=8)  # fmt: skip
+    ax.set_title(
+        f"{title}; {100 * near:.0f} % within {NEAR_LEVEL_FRACTION:g} step of a level", fontsize=8
+    )
     ax.set_xlabel(f"weight in {method} level coordinates ({len(layers)} layers)", fontsize=7)
 
 
@@ -169,8 +199,15 @@ def plot_weight_hist(results: pd.DataFrame, gap: pd.DataFrame, path: Path) -> No
         chosen = _representative_runs(results, gap, method)
         if chosen is None:
             for ax in row_axes:
-                ax.text(0.5, 0.5, f"{METHOD_NAME[method]}: not measured (no Q and Q+SinReQ runs)",
-                        ha="center", va="center", transform=ax.transAxes, fontsize=9)  # fmt: skip
+                ax.text(
+                    0.5,
+                    0.5,
+                    f"{METHOD_NAME[method]}: not measured (no Q and Q+SinReQ runs)",
+                    ha="center",
+                    va="center",
+                    transform=ax.transAxes,
+                    fontsize=9,
+                )
                 ax.set_axis_off()
             continue
         row, q_run, qs_run = chosen
@@ -188,8 +225,10 @@ def plot_mechanism(mechanism: pd.DataFrame, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(max(8.0, 0.9 * len(mechanism) + 3), 3.6))
     configs = mechanism.drop_duplicates(list(CONFIG_KEYS)).reset_index(drop=True)
     labels = [f"{r['model']}\n{config_label(r)}" for _, r in configs.iterrows()]
-    for ax, column, title in ((axes[0], "near_level_frac", "weights within 0.1 step of a level"),
-                              (axes[1], "sin2", "mean sin^2 (0 = on the levels)")):  # fmt: skip
+    for ax, column, title in (
+        (axes[0], "near_level_frac", "weights within 0.1 step of a level"),
+        (axes[1], "sin2", "mean sin^2 (0 = on the levels)"),
+    ):
         for offset, variant, color in ((-0.2, "q", "tab:blue"), (0.2, "q+sinreq", "tab:red")):
             values = [
                 mechanism[match(mechanism, {**{k: r[k] for k in CONFIG_KEYS}, "variant": variant})][
@@ -197,8 +236,13 @@ def plot_mechanism(mechanism: pd.DataFrame, path: Path) -> None:
                 ].mean()
                 for _, r in configs.iterrows()
             ]
-            ax.bar(np.arange(len(configs)) + offset, values, width=0.4, color=color,
-                   label=variant.replace("q", "Q").replace("sinreq", "SinReQ"))  # fmt: skip
+            ax.bar(
+                np.arange(len(configs)) + offset,
+                values,
+                width=0.4,
+                color=color,
+                label=variant.replace("q", "Q").replace("sinreq", "SinReQ"),
+            )
         ax.set_xticks(range(len(configs)))
         ax.set_xticklabels(labels, fontsize=6)
         ax.set_title(title, fontsize=9)

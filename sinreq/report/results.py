@@ -20,19 +20,54 @@ if TYPE_CHECKING:
 # Same names as sinreq.quant.METHODS; not imported from there to keep torch out of CLI start-up.
 QUANT_METHODS: tuple[str, ...] = ("dorefa", "wrpn")
 RESULT_COLUMNS: tuple[str, ...] = (
-    "run", "path", "model", "dataset", "profile", "method", "bits", "act_bits", "first_last",
-    "width", "classes", "lambda", "regularizer", "domain", "schedule", "phase", "seed",
-    "init_from", "epochs", "test_acc", "val_acc", "near_level_frac", "sin2",
-    "hard_round_test_acc", "wall_time_s", "images_per_s",
-)  # fmt: skip
+    "run",
+    "path",
+    "model",
+    "dataset",
+    "profile",
+    "method",
+    "bits",
+    "act_bits",
+    "first_last",
+    "width",
+    "classes",
+    "lambda",
+    "regularizer",
+    "domain",
+    "schedule",
+    "phase",
+    "seed",
+    "init_from",
+    "epochs",
+    "test_acc",
+    "val_acc",
+    "near_level_frac",
+    "sin2",
+    "hard_round_test_acc",
+    "wall_time_s",
+    "images_per_s",
+)
 _INT_COLUMNS = ("bits", "act_bits", "classes", "seed", "epochs")
 _FLOAT_COLUMNS = (
-    "width", "lambda", "test_acc", "val_acc", "near_level_frac", "sin2", "hard_round_test_acc",
-    "wall_time_s", "images_per_s",
-)  # fmt: skip
+    "width",
+    "lambda",
+    "test_acc",
+    "val_acc",
+    "near_level_frac",
+    "sin2",
+    "hard_round_test_acc",
+    "wall_time_s",
+    "images_per_s",
+)
 CONFIG_KEYS: tuple[str, ...] = (
-    "model", "dataset", "method", "bits", "act_bits", "first_last", "width",
-)  # fmt: skip
+    "model",
+    "dataset",
+    "method",
+    "bits",
+    "act_bits",
+    "first_last",
+    "width",
+)
 SETTING_KEYS: tuple[str, ...] = ("lambda", "domain", "schedule")
 
 
@@ -146,9 +181,14 @@ def with_defaults(results: pd.DataFrame) -> pd.DataFrame:
     """``results`` with the optional grouping columns filled in (hand-made tables lack them)."""
     df = results.copy()
     for column, default in (
-        ("act_bits", None), ("first_last", None), ("width", 1.0), ("regularizer", "sinreq"),
-        ("domain", None), ("schedule", None), ("phase", None),
-    ):  # fmt: skip
+        ("act_bits", None),
+        ("first_last", None),
+        ("width", 1.0),
+        ("regularizer", "sinreq"),
+        ("domain", None),
+        ("schedule", None),
+        ("phase", None),
+    ):
         if column not in df:
             df[column] = default
     return df
@@ -193,8 +233,11 @@ def regularized_layers(folder: Path, bits: int) -> list[str]:
     weights = [r for r in rows if r.get("kind") != "QuantAct"]
     names = [r.get("layer") for r in weights]
     edges = edge_layers(names) if config.get("reg_exclude_first_last") else set()
-    return [r.get("layer") for r in weights
-            if r.get("weight_bits") == bits and r.get("layer") not in edges]  # fmt: skip
+    return [
+        r.get("layer")
+        for r in weights
+        if r.get("weight_bits") == bits and r.get("layer") not in edges
+    ]
 
 
 def normalized_weights(folder: Path, layers: list[str], method: str) -> torch.Tensor:

@@ -42,11 +42,31 @@ if TYPE_CHECKING:
 
 ALPHA = 0.05  # significance level of the noise test
 GAP_COLUMNS: tuple[str, ...] = (
-    *CONFIG_KEYS, *SETTING_KEYS,
-    "fp_mean", "fp_std", "fp_n", "q_mean", "q_std", "q_n", "qs_mean", "qs_std", "qs_n",
-    "msqe_mean", "msqe_n", "n_paired", "gain", "gap", "closure_pct",
-    "diff_mean", "diff_ci_low", "diff_ci_high", "diff_std", "p_value", "p_holm", "verdict",
-)  # fmt: skip
+    *CONFIG_KEYS,
+    *SETTING_KEYS,
+    "fp_mean",
+    "fp_std",
+    "fp_n",
+    "q_mean",
+    "q_std",
+    "q_n",
+    "qs_mean",
+    "qs_std",
+    "qs_n",
+    "msqe_mean",
+    "msqe_n",
+    "n_paired",
+    "gain",
+    "gap",
+    "closure_pct",
+    "diff_mean",
+    "diff_ci_low",
+    "diff_ci_high",
+    "diff_std",
+    "p_value",
+    "p_holm",
+    "verdict",
+)
 
 
 def gap_closure(fp: Any, q: Any, q_sinreq: Any) -> Any:
@@ -166,9 +186,11 @@ def summary(gap: pd.DataFrame) -> dict[str, dict[str, float | int]]:
             "mean_gap_points": mean_gap,
             "n_configs": len(rows),
             "n_configs_in_mean_of_ratios": len(positive),
-            **{f"n_{v.replace(' ', '_')}": int((rows["verdict"] == v).sum())
-               for v in ("gain", "harm", "no difference")},
-        }  # fmt: skip
+            **{
+                f"n_{v.replace(' ', '_')}": int((rows["verdict"] == v).sum())
+                for v in ("gain", "harm", "no difference")
+            },
+        }
     return out
 
 
@@ -184,10 +206,20 @@ def seed_matrix(
     columns: dict[str, list[pd.Series]] = {"fp": [], "q": [], "qs": []}
     for _, row in rows.iterrows():
         config = df[match(df, {k: row[k] for k in CONFIG_KEYS})]
-        fp = df[match(df, {"method": "fp", "model": row["model"], "dataset": row["dataset"],
-                           "width": row["width"]})]  # fmt: skip
-        qs = config[match(config, {k: row[k] for k in SETTING_KEYS})
-                    & (config["regularizer"] == "sinreq")]  # fmt: skip
+        fp = df[
+            match(
+                df,
+                {
+                    "method": "fp",
+                    "model": row["model"],
+                    "dataset": row["dataset"],
+                    "width": row["width"],
+                },
+            )
+        ]
+        qs = config[
+            match(config, {k: row[k] for k in SETTING_KEYS}) & (config["regularizer"] == "sinreq")
+        ]
         for name, runs in (("fp", fp), ("q", config[config["lambda"] == 0]), ("qs", qs)):
             columns[name].append(_per_seed(runs, "test_acc").reindex(seeds))
     shape = (len(seeds), 0)
@@ -206,9 +238,13 @@ def method_statistics(results: pd.DataFrame, gap: pd.DataFrame) -> dict[str, dic
     for method in sorted(set(gap["method"].dropna())):
         fp, q, qs = seed_matrix(results, gap, method)
         pooled = pooled_test(qs - q, ALPHA)
-        numbers = {"pooled_gain": pooled.mean, "pooled_ci_low": pooled.ci_low,
-                   "pooled_ci_high": pooled.ci_high, "pooled_p": pooled.p,
-                   "pooled_n_seeds": pooled.n}  # fmt: skip
+        numbers = {
+            "pooled_gain": pooled.mean,
+            "pooled_ci_low": pooled.ci_low,
+            "pooled_ci_high": pooled.ci_high,
+            "pooled_p": pooled.p,
+            "pooled_n_seeds": pooled.n,
+        }
         for definition in ("mean_of_ratios", "ratio_of_means"):
             _, low, high = (
                 bootstrap_closure(fp, q, qs, definition) if q.size else (0, *[math.nan] * 2)
@@ -238,11 +274,26 @@ def lambda_selection(results: pd.DataFrame) -> pd.DataFrame:
         final_lambda = used.pop() if len(used) == 1 else math.nan
         for lam, by_lambda in runs.groupby("lambda", sort=True):
             mean, std, n = describe(by_lambda["val_acc"])
-            rows.append({**key, "lambda": lam, "tune_seeds": n, "val_acc_mean": mean,
-                         "val_acc_std": std, "chosen": lam == chosen,
-                         "final_lambda": final_lambda})  # fmt: skip
-    columns = [*CONFIG_KEYS, "lambda", "tune_seeds", "val_acc_mean", "val_acc_std", "chosen",
-               "final_lambda"]  # fmt: skip
+            rows.append(
+                {
+                    **key,
+                    "lambda": lam,
+                    "tune_seeds": n,
+                    "val_acc_mean": mean,
+                    "val_acc_std": std,
+                    "chosen": lam == chosen,
+                    "final_lambda": final_lambda,
+                }
+            )
+    columns = [
+        *CONFIG_KEYS,
+        "lambda",
+        "tune_seeds",
+        "val_acc_mean",
+        "val_acc_std",
+        "chosen",
+        "final_lambda",
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -266,16 +317,31 @@ def mechanism_table(results: pd.DataFrame) -> pd.DataFrame:
     for _, run in df[df["method"] != "fp"].iterrows():
         variant = "q+sinreq" if run["lambda"] > 0 else "q"
         for name, v in _layer_rows(run).items():
-            rows.append({**{k: run[k] for k in CONFIG_KEYS}, "lambda": run["lambda"],
-                         "variant": variant, "layer": name,
-                         "near_level_frac": v["near_level_frac"], "sin2": v["sin2"]})  # fmt: skip
+            rows.append(
+                {
+                    **{k: run[k] for k in CONFIG_KEYS},
+                    "lambda": run["lambda"],
+                    "variant": variant,
+                    "layer": name,
+                    "near_level_frac": v["near_level_frac"],
+                    "sin2": v["sin2"],
+                }
+            )
     columns = [*CONFIG_KEYS, "variant", "layer", "lambda", "n", "near_level_frac", "sin2"]
     if not rows:
         return pd.DataFrame(columns=columns)
-    table = pd.DataFrame(rows).groupby([*CONFIG_KEYS, "variant", "layer"], dropna=False).agg(
-        **{"lambda": ("lambda", "max"), "n": ("sin2", "size"),
-           "near_level_frac": ("near_level_frac", "mean"), "sin2": ("sin2", "mean")}
-    )  # fmt: skip
+    table = (
+        pd.DataFrame(rows)
+        .groupby([*CONFIG_KEYS, "variant", "layer"], dropna=False)
+        .agg(
+            **{
+                "lambda": ("lambda", "max"),
+                "n": ("sin2", "size"),
+                "near_level_frac": ("near_level_frac", "mean"),
+                "sin2": ("sin2", "mean"),
+            }
+        )
+    )
     return table.reset_index()[columns]
 
 
@@ -301,22 +367,50 @@ def acc_vs_bits(results: pd.DataFrame, gap: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for _, g in gap.iterrows():
         base = {k: g[k] for k in ("model", "dataset", "method", "act_bits", "bits")}
-        for variant, prefix, std in (("q", "q", g["q_std"]),
-                                     (sinreq_label(g, several), "qs", g["qs_std"]),
-                                     ("q+msqe", "msqe", math.nan)):  # fmt: skip
+        for variant, prefix, std in (
+            ("q", "q", g["q_std"]),
+            (sinreq_label(g, several), "qs", g["qs_std"]),
+            ("q+msqe", "msqe", math.nan),
+        ):
             if g[f"{prefix}_n"]:
-                rows.append({**base, "variant": variant, "acc_mean": g[f"{prefix}_mean"],
-                             "acc_std": std, "n": g[f"{prefix}_n"]})  # fmt: skip
+                rows.append(
+                    {
+                        **base,
+                        "variant": variant,
+                        "acc_mean": g[f"{prefix}_mean"],
+                        "acc_std": std,
+                        "n": g[f"{prefix}_n"],
+                    }
+                )
     fp_runs = results[results["method"] == "fp"]
     for (model, dataset), runs in fp_runs.groupby(["model", "dataset"]):
         mean, std, n = describe(runs["test_acc"])
         panel = gap[(gap["model"] == model) & (gap["dataset"] == dataset)]
         for bits in sorted(set(panel["bits"].dropna())):
-            rows.append({"model": model, "dataset": dataset, "method": "fp", "act_bits": None,
-                         "bits": bits, "variant": "fp", "acc_mean": mean, "acc_std": std,
-                         "n": n})  # fmt: skip
-    columns = ["model", "dataset", "method", "act_bits", "bits", "variant", "acc_mean", "acc_std",
-               "n"]  # fmt: skip
+            rows.append(
+                {
+                    "model": model,
+                    "dataset": dataset,
+                    "method": "fp",
+                    "act_bits": None,
+                    "bits": bits,
+                    "variant": "fp",
+                    "acc_mean": mean,
+                    "acc_std": std,
+                    "n": n,
+                }
+            )
+    columns = [
+        "model",
+        "dataset",
+        "method",
+        "act_bits",
+        "bits",
+        "variant",
+        "acc_mean",
+        "acc_std",
+        "n",
+    ]
     table = pd.DataFrame(rows, columns=columns).drop_duplicates()
     for column in ("act_bits", "bits"):
         table[column] = pd.to_numeric(table[column]).astype("Int64")
