@@ -48,17 +48,9 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "images_per_s",
 )
 _INT_COLUMNS = ("bits", "act_bits", "classes", "seed", "epochs")
-_FLOAT_COLUMNS = (
-    "width",
-    "lambda",
-    "test_acc",
-    "val_acc",
-    "near_level_frac",
-    "sin2",
-    "hard_round_test_acc",
-    "wall_time_s",
-    "images_per_s",
-)
+# The measurements a run's metrics.json provides: the columns from test_acc on.
+METRIC_COLUMNS = RESULT_COLUMNS[RESULT_COLUMNS.index("test_acc") :]
+_FLOAT_COLUMNS = ("width", "lambda", *METRIC_COLUMNS)
 CONFIG_KEYS: tuple[str, ...] = (
     "model",
     "dataset",
@@ -145,7 +137,7 @@ def _result_row(folder: Path) -> dict[str, Any]:
         "seed": config["seed"],
         "init_from": config.get("init_from"),
         "epochs": metrics.get("epochs", config.get("epochs")),
-        **{k: metrics.get(k) for k in RESULT_COLUMNS[RESULT_COLUMNS.index("test_acc") :]},
+        **{k: metrics.get(k) for k in METRIC_COLUMNS},
     }
 
 
