@@ -50,9 +50,9 @@ def study_extra_message(command: str, module: str) -> str:
 
 def _train(args: argparse.Namespace) -> int:
     from sinreq.config import configs_from_args
-    from sinreq.train import train_all
+    from sinreq.launch import load_launcher, train_all
 
-    train_all(configs_from_args(args))
+    train_all(configs_from_args(args), load_launcher(args.launcher_from))
     return 0
 
 

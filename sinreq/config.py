@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import math
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from pathlib import Path
@@ -18,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sinreq import models
 from sinreq.data import DATASETS
 from sinreq.quant import check_bits
+from sinreq.regularizers import check_lambda, check_warmup_epochs
 
 # Fields that do not change the numbers a run produces: a resumed run may differ in these.
 NON_RESULT_FIELDS = {
@@ -29,6 +29,7 @@ NON_RESULT_FIELDS = {
     "profile",
     "stage",
     "phase",
+    "parent_run_id",
 }
 
 
@@ -63,7 +64,7 @@ class TrainConfig(BaseModel):
         "weight (the authors' code; an ablation)",
     )
     schedule: Literal["constant", "warmup", "tanh"] = Field("constant", description="lambda ramp")
-    warmup_epochs: float = Field(5.0, gt=0, description="epochs of the linear warm-up")
+    warmup_epochs: float = Field(5.0, description="epochs of the linear warm-up (> 0)")
     reg_exclude_first_last: bool = Field(False, description="do not regularize first/last layer")
     reg_all_widths: bool = Field(
         False, description="also regularize layers at other widths (8-bit edges) on their grid"
@@ -92,6 +93,7 @@ class TrainConfig(BaseModel):
     workers: int = Field(0, ge=0, description="data-loader worker processes")
     profile: str | None = Field(None, description="pipeline profile (recorded as a tag)")
     stage: str | None = Field(None, description="pipeline stage (recorded as a tag)")
+    parent_run_id: str | None = Field(None, description="MLflow run this run is a child of")
     phase: Literal["baseline", "tune", "final"] | None = Field(
         None, description="study phase: FP baseline, lambda tuning, or final seeds"
     )
@@ -126,12 +128,9 @@ class TrainConfig(BaseModel):
     def _bits_range(cls, v: int | None, info) -> int | None:
         return v if v is None else check_bits(v, info.field_name)
 
-    @field_validator("lam")
-    @classmethod
-    def _lambda_range(cls, v: float) -> float:
-        if not math.isfinite(v) or v < 0:
-            raise ValueError(f"lambda={v!r} is not allowed; allowed: a finite number >= 0")
-        return v
+    # the regularizer's own checks, so the CLI and the library reject the same values
+    _lambda_range = field_validator("lam")(check_lambda)
+    _warmup_range = field_validator("warmup_epochs")(check_warmup_epochs)
 
     @field_validator("overrides", mode="before")
     @classmethod
@@ -202,6 +201,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tune-seeds", metavar="S1,S2", help="seeds of the lambda tuning (not the final seeds)"
     )
+    parser.add_argument(
+        "--launcher-from",
+        metavar="PARAMS.yaml",
+        help="run the runs with this file's launcher block: inline, local workers, or Slurm",
+    )
     for name, field in TrainConfig.model_fields.items():
         kwargs: dict[str, Any] = {"dest": name, "default": None, "help": field.description}
         if field.annotation is bool:
@@ -247,6 +251,16 @@ class Plan:
     summary: Path | None = None
     tune: list[TrainConfig] = dataclass_field(default_factory=list)
     finals: dict[float, list[TrainConfig]] = dataclass_field(default_factory=dict)
+    folder: Path | None = None  # a grid's folder: its runs, lambda_choice.json, MLflow parent
+
+    def with_parent(self, run_id: str | None) -> Plan:
+        """This plan with every run a child of MLflow run ``run_id``."""
+
+        def child(cfgs: list[TrainConfig]) -> list[TrainConfig]:
+            return [c.model_copy(update={"parent_run_id": run_id}) for c in cfgs]
+
+        finals = {lam: child(cfgs) for lam, cfgs in self.finals.items()}
+        return Plan(child(self.runs), self.summary, child(self.tune), finals, self.folder)
 
 
 def configs_from_args(args: argparse.Namespace) -> Plan:
@@ -283,7 +297,7 @@ def configs_from_args(args: argparse.Namespace) -> Plan:
         raise ValueError("--out: missing; give the folder the grid's runs go into")
     summary = Path(args.grid_summary or Path(values["out"]) / "grid.json")
     if not tuning:
-        return Plan(_expand(values, grid), summary)
+        return Plan(_expand(values, grid), summary, folder=Path(values["out"]))
     lambdas = _number_list("--tune-lambdas", args.tune_lambdas, float)
     tune_seeds = _number_list("--tune-seeds", args.tune_seeds, int)
     if set(grid) - {"seed"}:
@@ -308,6 +322,7 @@ def configs_from_args(args: argparse.Namespace) -> Plan:
     return Plan(
         runs=[],
         summary=summary,
+        folder=root,
         tune=tune,
         finals={
             lam: _expand({**values, **final}, {**grid, "lambda": sorted({0.0, lam})})

@@ -91,6 +91,20 @@ class _Sin2MeanSum(torch.autograd.Function):
         return None, *sin
 
 
+def check_lambda(lam: float) -> float:
+    """``lam`` if it is a finite number >= 0, else a one-line ValueError naming it."""
+    if not isinstance(lam, int | float) or not math.isfinite(lam) or lam < 0:
+        raise ValueError(f"lambda={lam!r} is not allowed; allowed: a finite number >= 0")
+    return lam
+
+
+def check_warmup_epochs(warmup_epochs: float) -> float:
+    """``warmup_epochs`` if it is > 0, else a one-line ValueError naming it."""
+    if not warmup_epochs > 0:
+        raise ValueError(f"warmup_epochs={warmup_epochs!r} is not allowed; allowed: > 0")
+    return warmup_epochs
+
+
 def _foreach_phase(xs, periods) -> list[torch.Tensor]:
     """``2 pi (x + s)/step`` for every tensor, computed as ``x * (2 pi/step) + (2 pi/step) s``."""
     scales = [2 * math.pi / step for step, _ in periods]
@@ -205,8 +219,7 @@ class GridRegularizer:
                 f"{type(model).__name__}; a regularizer binds to its model once: "
                 f"reg = {cls}(model, lam); loss = loss + reg(epoch)"
             )
-        if not isinstance(lam, int | float) or not math.isfinite(lam) or lam < 0:
-            raise ValueError(f"lambda={lam!r} is not allowed; allowed: a finite number >= 0")
+        check_lambda(lam)
         weight_domain(torch.zeros(1), "dorefa", domain)  # validates the domain name
         if schedule not in SCHEDULES:
             raise ValueError(
@@ -214,8 +227,8 @@ class GridRegularizer:
             )
         if schedule == "tanh" and not epochs:
             raise ValueError("schedule 'tanh' needs the total number of epochs (epochs >= 1)")
-        if schedule == "warmup" and not warmup_epochs > 0:
-            raise ValueError(f"warmup_epochs={warmup_epochs!r} is not allowed; allowed: > 0")
+        if schedule == "warmup":
+            check_warmup_epochs(warmup_epochs)
         if grid is not None and not callable(grid):
             raise TypeError(f"grid={grid!r} must be a function module -> Grid | None")
         if isinstance(include, str) or isinstance(exclude, str):

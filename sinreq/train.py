@@ -22,7 +22,6 @@ import json
 import random
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,18 +29,26 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DistributedSampler
 
-from sinreq import models
-from sinreq.checkpoint import atomic_write, load_checkpoint, load_model_state, save_checkpoint
+from sinreq import distributed, models
+from sinreq.checkpoint import (
+    load_checkpoint,
+    load_model_state,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    write_json,
+)
 from sinreq.config import (
     NON_RESULT_FIELDS,
-    Plan,
     TrainConfig,
     differing_result_field,
     result_config,
 )
-from sinreq.quant import layer_table, quantize_model, quantized_layers, weight_domain
-from sinreq.regularizers import build_regularizer, near_level_fraction, nearest_level
+from sinreq.mechanism import grid_stats, plot_weights, snapped_weights
+from sinreq.quant import layer_table, quantize_model
+from sinreq.regularizers import build_regularizer
 from sinreq.tracking import log_run_header, provenance, start_mlflow_run
 
 
@@ -49,30 +56,11 @@ class TrainingError(RuntimeError):
     """A run that cannot go on (diverged, or its folder holds a different run): one-line message."""
 
 
-def _write_json(path: Path, data: Any) -> None:
-    atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n"))
-
-
 def resolve_device(name: str) -> torch.device:
     """``auto`` picks CUDA when available; asking for CUDA without one is a user error."""
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device: cuda requested but no CUDA device is available; allowed: cpu")
     return torch.device("cuda" if name != "cpu" and torch.cuda.is_available() else "cpu")
-
-
-def _get_rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def memory_format(device: torch.device, compile: bool) -> torch.memory_format:
@@ -102,24 +90,6 @@ def evaluate(
     return 100.0 * correct / max(total, 1)
 
 
-@contextmanager
-def snapped_weights(model: nn.Module, domain: str):
-    """Temporarily replace every quantized layer's weight by the nearest level of its grid (in
-    ``domain`` coordinates) and switch its quantizer off: the network the latent weights are."""
-    saved = []
-    for _, layer in quantized_layers(model):
-        saved.append((layer, layer.weight.detach().clone(), layer.bits))
-        x = weight_domain(layer.weight.detach(), layer.method, domain)
-        layer.weight.data.copy_(nearest_level(x, layer.method, layer.bits))
-        layer.bits = None
-    try:
-        yield model
-    finally:
-        for layer, weight, bits in saved:
-            layer.weight.data.copy_(weight)
-            layer.bits = bits
-
-
 def recalibrate_batchnorm(model: nn.Module, loader, batches: int, device: torch.device) -> None:
     """Recompute BatchNorm running statistics over ``batches`` training batches (train-mode
     forward passes, no gradients): quantization changes every layer's weight scale, so the
@@ -138,45 +108,6 @@ def recalibrate_batchnorm(model: nn.Module, loader, batches: int, device: torch.
         torch.optim.swa_utils.update_bn(itertools.islice(loader, batches), model, device)
 
 
-@torch.no_grad()
-def grid_stats(model: nn.Module, domain: str) -> dict[str, dict[str, float]]:
-    """Per quantized layer: bits, the fraction of weights near a level
-    (:func:`~sinreq.regularizers.near_level_fraction`) and the mean ``sin^2(pi (x + s)/step)``,
-    in ``domain`` coordinates: did the regularizer pull?"""
-    from sinreq.regularizers import sin2
-
-    out = {}
-    for name, layer in quantized_layers(model):
-        x = weight_domain(layer.weight.float(), layer.method, domain)
-        out[name] = {
-            "bits": layer.bits,
-            "near_level_frac": near_level_fraction(x, layer.method, layer.bits),
-            "sin2": sin2(x, layer.method, layer.bits, "latent").item(),  # x is already mapped
-        }
-    return out
-
-
-def plot_weights(model: nn.Module, path: Path, title: str) -> None:
-    """Histogram of the quantized layers' weights in their quantizer's level coordinates
-    (``weight_domain(w, method, "normalized")``) with the level grid drawn as vertical lines;
-    one panel per (method, bits) group of layers."""
-    from sinreq.plotting import draw_weight_histogram, pyplot
-
-    plt = pyplot()
-    groups: dict[tuple[str, int], list[torch.Tensor]] = {}
-    for _, layer in quantized_layers(model):
-        x = weight_domain(layer.weight.detach().float().cpu(), layer.method, "normalized")
-        groups.setdefault((layer.method, layer.bits), []).append(x.flatten())
-    fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 3), squeeze=False)
-    for ax, ((method, bits), xs) in zip(axes.flat, sorted(groups.items()), strict=True):
-        draw_weight_histogram(ax, torch.cat(xs), method, bits)
-        ax.set_title(f"{method} {bits}-bit layers ({len(xs)})", fontsize=9)
-        ax.set_xlabel("weight in level coordinates")
-    fig.suptitle(title, fontsize=9)
-    fig.savefig(path, dpi=90, bbox_inches="tight")
-    plt.close(fig)
-
-
 # ---------------------------------------------------------------------------------------------
 # Training
 
@@ -188,11 +119,12 @@ class Run:
     cfg: TrainConfig
     device: torch.device
     model: nn.Module  # whose state is saved
-    step_model: nn.Module  # what the steps call: ``model`` or its torch.compile wrapper
+    step_model: nn.Module  # what the steps call: ``model``, wrapped by DDP and/or torch.compile
     regularizer: Any
     optimizer: torch.optim.Optimizer
     scheduler: Any
-    loaders: tuple  # train, validation, test
+    loaders: tuple  # train, validation, test (whole splits)
+    shard: Any  # this rank's part of the train split under torchrun, else the train loader
     amp: bool
     layout: torch.memory_format
     history: list[dict[str, float]] = field(default_factory=list)
@@ -244,7 +176,8 @@ def prepare_run(cfg: TrainConfig) -> Run:
     can fail on bad input."""
     from sinreq.data import build_splits, make_loaders
 
-    device = resolve_device(cfg.device)
+    device = distributed.local_device(resolve_device(cfg.device))
+    distributed.check_batch_size(cfg.batch_size)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     splits = build_splits(
@@ -255,15 +188,19 @@ def prepare_run(cfg: TrainConfig) -> Run:
     )
     model, regularizer, optimizer = build_training(cfg, splits.num_classes, device)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg.lr_milestones, cfg.lr_gamma)
+    step_model, shard = model, loaders[0]
+    if distributed.world_size() > 1:
+        step_model, shard = distributed.wrap(model, device), distributed.shard(shard, cfg.seed)
     return Run(
         cfg,
         device,
         model,
-        torch.compile(model) if cfg.compile else model,
+        torch.compile(step_model) if cfg.compile else step_model,
         regularizer,
         optimizer,
         scheduler,
         loaders,
+        shard,
         amp=cfg.amp and device.type == "cuda",
         layout=memory_format(device, cfg.compile),
     )
@@ -301,7 +238,7 @@ def _resume(run: Run, ckpt: dict[str, Any]) -> None:
     run.model.load_state_dict(ckpt["model"])
     run.optimizer.load_state_dict(ckpt["optimizer"])
     run.scheduler.load_state_dict(ckpt["scheduler"])
-    _set_rng_state(ckpt["rng"])
+    set_rng_state(ckpt["rng"])
     run.start_epoch, run.history = ckpt["epoch"], ckpt["history"]
     run.mlflow_run_id = ckpt["mlflow_run_id"]
 
@@ -312,7 +249,7 @@ def _checkpoint(run: Run, epochs_done: int) -> dict[str, Any]:
         "optimizer": run.optimizer.state_dict(),
         "scheduler": run.scheduler.state_dict(),
         "epoch": epochs_done,
-        "rng": _get_rng_state(),
+        "rng": rng_state(),
         "history": run.history,
         "mlflow_run_id": run.mlflow_run_id,
         "config": result_config(run.cfg),
@@ -333,10 +270,15 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     if ckpt is not None:
         _refuse_other_run(out, ckpt, cfg)
         _resume(run, ckpt)
-    config, layers = {**result_config(cfg), **provenance()}, layer_table(run.model)
+    if not distributed.is_main():  # the other torchrun ranks train in step and write nothing
+        for epoch in range(run.start_epoch, cfg.epochs):
+            run_epoch(run, epoch)
+        return _final_metrics(run)
+    config = {**result_config(cfg), **provenance(), "world_size": distributed.world_size()}
+    layers = layer_table(run.model)
     out.mkdir(parents=True, exist_ok=True)
-    _write_json(out / "config.json", config)
-    _write_json(out / "layers.json", layers)
+    write_json(out / "config.json", config)
+    write_json(out / "layers.json", layers)
     with start_mlflow_run(cfg, run.mlflow_run_id) as tracked:
         if run.mlflow_run_id is None:
             log_run_header(cfg, config, layers, run.device)
@@ -352,31 +294,6 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             mlflow.end_run(status="FAILED")
             raise
         return _finish(run, out)
-
-
-def train_all(plan: Plan) -> None:
-    """Run ``plan``: its runs in turn, or lambda tuning then the final seeds; with a grid, also
-    write ``plan.summary``: the headline metrics of every run, keyed by its folder (a DVC
-    metrics file)."""
-    from sinreq.tuning import choose_lambda
-
-    results = {_run_key(cfg): train(cfg) for cfg in plan.runs + plan.tune}
-    if plan.tune:
-        choice = choose_lambda([(c.lam, results[_run_key(c)]["val_acc"]) for c in plan.tune])
-        _write_json(Path(plan.tune[0].out).parent.parent / "lambda_choice.json", choice)
-        print(f"lambda {choice['chosen']:g} chosen on validation", file=sys.stderr)
-        results.update({_run_key(c): train(c) for c in plan.finals[choice["chosen"]]})
-    if plan.summary is not None:
-        keep = ("test_acc", "val_acc", "near_level_frac", "sin2", "hard_round_test_acc")
-        summary = {name: {k: m[k] for k in keep if k in m} for name, m in results.items()}
-        plan.summary.parent.mkdir(parents=True, exist_ok=True)
-        _write_json(plan.summary, summary)
-
-
-def _run_key(cfg: TrainConfig) -> str:
-    """``seed0-lambda1``, or ``tune/seed0-lambda1`` for a phase's run."""
-    name = Path(cfg.out).name
-    return f"{cfg.phase}/{name}" if cfg.phase in ("tune", "final") else name
 
 
 def run_epoch(run: Run, epoch: int) -> dict[str, float]:
@@ -423,9 +340,11 @@ def train_epoch(run: Run, epoch: int) -> dict[str, float]:
     images per second."""
     from tqdm import tqdm
 
-    cfg, loader = run.cfg, run.loaders[0]
+    cfg, loader = run.cfg, run.shard
     run.step_model.train()
     loader.generator.manual_seed(cfg.seed * 1000 + epoch)  # order is a function of (seed, epoch)
+    if isinstance(loader.sampler, DistributedSampler):
+        loader.sampler.set_epoch(epoch)  # ... and so is each rank's share
     ce_sum = reg_sum = correct = seen = 0.0
     start = time.perf_counter()
     batches = tqdm(
@@ -457,6 +376,9 @@ def train_epoch(run: Run, epoch: int) -> dict[str, float]:
     if run.device.type == "cuda":
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - start
+    ce_sum, reg_sum, correct, seen = distributed.sum_over_ranks(
+        [ce_sum, reg_sum, correct, seen], run.device
+    )
     lam = run.regularizer.lambda_at(epoch) if run.regularizer else 0.0
     return {
         "train_ce": float(ce_sum / seen),
@@ -482,7 +404,7 @@ def _finish(run: Run, out: Path) -> dict[str, Any]:
     import mlflow
 
     metrics = _final_metrics(run)
-    _write_json(out / "metrics.json", metrics)
+    write_json(out / "metrics.json", metrics)
     mlflow.log_metrics({k: v for k, v in metrics.items() if isinstance(v, int | float)})
     if run.cfg.method != "fp":
         plot_weights(run.model, out / "weights.png", run.cfg.run_name())

@@ -739,3 +739,51 @@ def test_compiled_quantizers_match_eager():
     torch.testing.assert_close(gx2, gx1, rtol=1e-6, atol=1e-6)
     scale = gw1.abs().max().item()
     torch.testing.assert_close(gw2, gw1, rtol=1e-4, atol=1e-5 * scale)  # sums over 64 rows
+
+
+class TaggedConv(nn.Conv2d):
+    """A Conv2d subclass that keeps Conv2d's forward (e.g. to carry a tag)."""
+
+
+class ScaledConv(nn.Conv2d):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 2 * super().forward(x)
+
+
+def test_conv_subclass_keeping_forward_is_quantized():
+    torch.manual_seed(0)
+    conv = TaggedConv(3, 4, 3, stride=2, padding="valid", dilation=1, groups=1, bias=False)
+    model = quantize_model(nn.Sequential(nn.Conv2d(3, 3, 1), conv, nn.Flatten()), "dorefa", 3)
+    layer = model[1]
+    assert isinstance(layer, QuantConv2d) and layer.bits == 8 and layer.bias is None
+    assert layer.weight is conv.weight and layer.stride == (2, 2)
+    x = torch.randn(2, 3, 9, 9)
+    expected = F.conv2d(x, quantize_weight(conv.weight, "dorefa", 8), stride=2)
+    assert torch.equal(layer(x), expected)
+
+
+def test_conv_subclass_with_own_forward_is_refused_by_name():
+    model = nn.Sequential(nn.Conv2d(3, 3, 1), ScaledConv(3, 4, 3), nn.Flatten(), nn.LazyLinear(2))
+    with pytest.raises(ValueError, match=r"layer '1' is a ScaledConv, a Conv2d subclass"):
+        quantize_model(model, "dorefa", 3)
+
+
+def test_converted_layer_keeps_mode_and_hyper_parameters():
+    conv = nn.Conv2d(4, 8, 3, stride=2, padding=1, dilation=2, groups=2, padding_mode="circular")
+    linear = nn.Linear(8, 3)
+    model = nn.Sequential(conv, nn.Flatten(), linear).eval()
+    quantize_model(model, "wrpn", 4, first_last="quantize")
+    q = model[0]
+    hyper = "in_channels out_channels kernel_size stride padding dilation groups padding_mode"
+    hyper = hyper.split()
+    assert [getattr(q, k) for k in hyper] == [getattr(conv, k) for k in hyper]
+    assert not q.training and q.bias is conv.bias and model[2].bias is linear.bias
+    x = torch.randn(1, 4, 6, 6)
+    expected = conv._conv_forward(x, quantize_weight(conv.weight, "wrpn", 4), conv.bias)
+    assert torch.equal(q(x), expected)
+
+
+def test_already_quantized_model_is_not_converted_again():
+    model = quantize_model(four_layer_net(), "dorefa", 3)
+    with pytest.raises(ValueError, match="no Conv2d or Linear layer to quantize"):
+        quantize_model(model, "dorefa", 4)

@@ -32,8 +32,8 @@ def empty_store(tmp_path_factory) -> Path:
 
 @pytest.fixture(autouse=True)
 def _store(tmp_path, empty_store, monkeypatch):
-    """A fresh MLflow store per test, and ``tmp_path`` as the working directory: the sqlite
-    store puts run artifacts under ``./mlruns``, which must not land in the checkout."""
+    """A fresh MLflow store per test, and ``tmp_path`` as the working directory, so that nothing
+    a test writes lands in the checkout."""
     shutil.copy(empty_store, tmp_path / "mlflow.db")
     monkeypatch.chdir(tmp_path)
 
@@ -131,6 +131,31 @@ def test_issue_command_writes_metrics_and_mlflow_run(tmp_path, capsys):
     assert [m.value for m in client.get_metric_history(run_id, "lambda")] == [1.0] * 4
     artifacts = {a.path for a in client.list_artifacts(run_id)}
     assert {"metrics.json", "config.json", "weights.png", "layers_table.json"} <= artifacts
+
+
+def test_mlflow_artifacts_live_beside_the_store_and_the_experiment_opens_on_runs(tmp_path):
+    import mlflow
+
+    store = tmp_path / "elsewhere"
+    store.mkdir()
+    shutil.copy(tmp_path / "mlflow.db", store / "mlflow.db")
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    started_in = tmp_path / "cwd"
+    started_in.mkdir()
+    os.chdir(started_in)  # the autouse fixture restores the working directory
+    argv = ["train", *FAST, "--method", "wrpn", "--bits", "4", "--epochs", "1", "--seed", "0"]
+    assert main([*argv, "--out", str(tmp_path / "run"), "--tracking-uri", uri]) == 0
+
+    assert not (started_in / "mlruns").exists()
+    client = mlflow.MlflowClient(uri)
+    experiment = client.get_experiment_by_name("sinreq")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert experiment.artifact_location == (store / "mlartifacts").resolve().as_uri()
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert (store / "mlartifacts" / run.info.run_id / "artifacts" / "metrics.json").is_file()
+    (dataset,) = run.inputs.dataset_inputs
+    assert dataset.dataset.name == "digits" and len(dataset.dataset.digest) == 8
+    assert [t.value for t in dataset.tags if t.key == "mlflow.data.context"] == ["training"]
 
 
 def test_same_seed_same_numbers_and_finished_run_not_retrained(tmp_path, capsys):

@@ -1,10 +1,12 @@
 """CIFAR-10, SVHN and Fashion-MNIST parsed by torchvision into uint8 tensors, each only after
-every file it opens has passed :func:`~sinreq.data.checksums.verify`."""
+every file it opens has passed its published MD5 (torchvision's own check for CIFAR-10 and SVHN,
+:func:`~sinreq.data.checksums.verify` for Fashion-MNIST)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 import torch
 
@@ -12,6 +14,9 @@ from sinreq.data.checksums import FASHION_FOLDER, verify
 
 if TYPE_CHECKING:
     import numpy as np
+
+
+T = TypeVar("T")
 
 
 class Arrays(NamedTuple):
@@ -23,13 +28,24 @@ class Arrays(NamedTuple):
     test_labels: torch.Tensor
 
 
+def _checked(name: str, root: Path, open_dataset: Callable[[], T]) -> T:
+    """``open_dataset()``, whose torchvision class checks every file's MD5 before parsing it; when
+    that check fails, :func:`verify` names the missing or corrupt files in one line."""
+    try:
+        return open_dataset()
+    except RuntimeError:  # torchvision: "Dataset not found or corrupted"
+        verify(name, root)
+        raise
+
+
 def load_cifar10(root: Path) -> Arrays:
-    """CIFAR-10 parsed by torchvision, verified first: its files are pickles, and unpickling an
-    untrusted file can run arbitrary code."""
+    """CIFAR-10 parsed by torchvision, which checks the MD5s before it unpickles anything
+    (unpickling an untrusted file can run arbitrary code)."""
     from torchvision.datasets import CIFAR10
 
-    verify("cifar10", root)
-    train, test = CIFAR10(str(root), train=True), CIFAR10(str(root), train=False)
+    train, test = _checked(
+        "cifar10", root, lambda: (CIFAR10(str(root), train=True), CIFAR10(str(root), train=False))
+    )
     # torchvision's .data is (N, H, W, C), a transposed view of the files' (N, C, H, W) bytes
     return Arrays(
         *_as_tensors(train.data.transpose(0, 3, 1, 2), train.targets),
@@ -38,11 +54,12 @@ def load_cifar10(root: Path) -> Arrays:
 
 
 def load_svhn(root: Path) -> Arrays:
-    """SVHN parsed by torchvision (which maps label 10, the digit 0, to 0), verified first."""
+    """SVHN parsed (and MD5-checked) by torchvision, which maps label 10, the digit 0, to 0."""
     from torchvision.datasets import SVHN
 
-    verify("svhn", root)
-    train, test = SVHN(str(root), split="train"), SVHN(str(root), split="test")
+    train, test = _checked(
+        "svhn", root, lambda: (SVHN(str(root), split="train"), SVHN(str(root), split="test"))
+    )
     return Arrays(*_as_tensors(train.data, train.labels), *_as_tensors(test.data, test.labels))
 
 

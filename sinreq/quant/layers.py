@@ -1,10 +1,10 @@
 """Quantized layers and the model converter.
 
-``quantize_model`` swaps every ``nn.Conv2d`` / ``nn.Linear`` for a :class:`QuantConv2d` /
-:class:`QuantLinear` that fake-quantizes its weight on the fly (the latent float weight stays the
-trained parameter), and every ReLU (module or functional) for a :class:`QuantAct` when activation
-bits are given. Biases and BatchNorm stay in full precision. Which bits each layer gets is
-resolved once, per layer, from:
+``quantize_model`` swaps every ``nn.Conv2d`` / ``nn.Linear`` (subclasses included, unless they
+bring their own forward) for a :class:`QuantConv2d` / :class:`QuantLinear` that fake-quantizes
+its weight on the fly (the latent float weight stays the trained parameter), and every ReLU
+(module or functional) for a :class:`QuantAct` when activation bits are given. Biases and
+BatchNorm stay in full precision. Which bits each layer gets is resolved once, per layer, from:
 
 1. the global ``bits`` / ``act_bits``;
 2. the first/last-layer policy (``"fp"``: keep full precision, ``"8bit"``: 8 bits as the authors'
@@ -53,12 +53,35 @@ class QuantWeight:
 class QuantConv2d(QuantWeight, nn.Conv2d):
     """``nn.Conv2d`` whose forward uses ``quantize_weight(weight, method, bits)``."""
 
+    @classmethod
+    def from_float(cls, conv: nn.Conv2d, method: str, bits: int | None) -> QuantConv2d:
+        """A QuantConv2d with ``conv``'s hyper-parameters that shares its weight and bias."""
+        new = cls(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            conv.stride,
+            conv.padding,
+            conv.dilation,
+            conv.groups,
+            conv.bias is not None,
+            conv.padding_mode,
+            device="meta",  # no memory, no RNG draw: the parameters are replaced below
+        )
+        return _share(new, conv, method, bits)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(x, self.quantized_weight(), self.bias)
 
 
 class QuantLinear(QuantWeight, nn.Linear):
     """``nn.Linear`` whose forward uses ``quantize_weight(weight, method, bits)``."""
+
+    @classmethod
+    def from_float(cls, linear: nn.Linear, method: str, bits: int | None) -> QuantLinear:
+        """A QuantLinear with ``linear``'s shape that shares its weight and bias."""
+        new = cls(linear.in_features, linear.out_features, linear.bias is not None, device="meta")
+        return _share(new, linear, method, bits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.quantized_weight(), self.bias)
@@ -85,15 +108,30 @@ class QuantAct(nn.Module):
         return f"bits={self.bits}, inplace={self.inplace}"
 
 
-_QUANTIZED_TYPES = {nn.Conv2d: QuantConv2d, nn.Linear: QuantLinear}
-
-
-def _swap_weight_layer(layer: nn.Module, method: str, bits: int | None) -> nn.Module:
-    """A QuantConv2d/QuantLinear sharing ``layer``'s parameters."""
-    new = object.__new__(_QUANTIZED_TYPES[type(layer)])
-    new.__dict__.update(layer.__dict__)  # shares parameters, buffers and hyper-parameters
+def _share(new: QuantWeight, layer: nn.Module, method: str, bits: int | None) -> QuantWeight:
+    new.weight, new.bias = layer.weight, layer.bias
     new.method, new.bits = method, bits
-    return new
+    return new.train(layer.training)
+
+
+_QUANTIZED_CLASSES = {nn.Conv2d: QuantConv2d, nn.Linear: QuantLinear}
+
+
+def _quantized_class(name: str, layer: nn.Module) -> type[QuantWeight] | None:
+    """QuantConv2d / QuantLinear for a Conv2d / Linear (subclasses included), None for anything
+    else. A subclass with its own forward is refused: its use of the weight is unknown."""
+    if isinstance(layer, QuantWeight):
+        return None
+    for base, quantized in _QUANTIZED_CLASSES.items():
+        if isinstance(layer, base):
+            if type(layer).forward is not base.forward:
+                raise ValueError(
+                    f"layer {name!r} is a {type(layer).__name__}, a {base.__name__} subclass with "
+                    f"its own forward, which quantize_model cannot convert; allowed: "
+                    f"{base.__name__} and subclasses that keep its forward"
+                )
+            return quantized
+    return None
 
 
 def _resolve(name: str, default: int | None, overrides: dict[str, int | None]) -> int | None:
@@ -166,7 +204,7 @@ def quantize_model(
         if value is not None:
             check_bits(value, f"override bits for {pattern!r}")
 
-    weight_layers = [n for n, m in model.named_modules() if type(m) in _QUANTIZED_TYPES]
+    weight_layers = [n for n, m in model.named_modules() if _quantized_class(n, m)]
     if not weight_layers:
         raise ValueError("model has no Conv2d or Linear layer to quantize")
     edge_bits = {"fp": None, "8bit": 8, "quantize": bits}[first_last]
@@ -177,9 +215,10 @@ def quantize_model(
     for name, module in list(model.named_modules()):
         for child_name, child in list(module.named_children()):
             full = f"{name}.{child_name}" if name else child_name
-            if type(child) in _QUANTIZED_TYPES:
+            quantized = _quantized_class(full, child)
+            if quantized is not None:
                 default = edge_bits if full in edges else bits
-                new = _swap_weight_layer(child, method, _resolve(full, default, overrides))
+                new = quantized.from_float(child, method, _resolve(full, default, overrides))
             elif act_bits is not None and isinstance(child, nn.ReLU):
                 new = QuantAct(_resolve(full, act_bits, overrides), child.inplace)
             elif isinstance(child, QuantAct):
