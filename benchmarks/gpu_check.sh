@@ -116,7 +116,7 @@ def run(method: str, lam: float, preloaded: Preloaded) -> tuple[dict, dict]:
 
     def epoch(batches) -> dict:
         run = Run(cfg, device, model, model, regularizer, optimizer, None, (batches, None, None),
-                  amp, layout)  # fmt: skip
+                  batches, amp, layout)  # fmt: skip
         return train_epoch(run, 0)
 
     epoch(loader(warm))  # warm-up

@@ -75,7 +75,7 @@ class TrainConfig(BaseModel):
         description="training batches that refresh BatchNorm statistics before each "
         "evaluation of a quantized run (0 = off)",
     )
-    epochs: int = Field(10, ge=1, description="training epochs")
+    epochs: int = Field(10, ge=0, description="training epochs (0: evaluate --init-from)")
     batch_size: int = Field(128, ge=1, description="mini-batch size")
     lr: float = Field(0.1, gt=0, description="initial learning rate")
     momentum: float = Field(0.9, ge=0, description="SGD momentum")

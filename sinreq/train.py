@@ -17,7 +17,6 @@ versions), ``layers.json`` (per-layer bits), ``metrics.json``, ``checkpoint.pt``
 
 from __future__ import annotations
 
-import itertools
 import json
 import random
 import sys
@@ -46,7 +45,9 @@ from sinreq.config import (
     differing_result_field,
     result_config,
 )
+from sinreq.evaluation import evaluate, recalibrate_batchnorm
 from sinreq.mechanism import grid_stats, plot_weights, snapped_weights
+from sinreq.models.pretrained import torchvision_state
 from sinreq.quant import layer_table, quantize_model
 from sinreq.regularizers import build_regularizer
 from sinreq.tracking import log_run_header, provenance, start_mlflow_run
@@ -68,44 +69,6 @@ def memory_format(device: torch.device, compile: bool) -> torch.memory_format:
     needs no NCHW copies of the quantizers' saved tensors); eager CPU training stays NCHW."""
     use_nhwc = device.type == "cuda" or compile
     return torch.channels_last if use_nhwc else torch.contiguous_format
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    loader,
-    device: torch.device,
-    amp: bool = False,
-    layout: torch.memory_format = torch.contiguous_format,
-) -> float:
-    """Top-1 accuracy in percent (inputs in memory format ``layout``)."""
-    model.eval()
-    correct = total = 0
-    for x, y in loader:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        x = x.contiguous(memory_format=layout)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            correct += (model(x).argmax(1) == y).sum().item()
-        total += y.numel()
-    return 100.0 * correct / max(total, 1)
-
-
-def recalibrate_batchnorm(model: nn.Module, loader, batches: int, device: torch.device) -> None:
-    """Recompute BatchNorm running statistics over ``batches`` training batches (train-mode
-    forward passes, no gradients): quantization changes every layer's weight scale, so the
-    statistics left by the FP model or a short fine-tune describe another network.
-
-    A no-op for networks without BatchNorm or ``batches == 0``. The batches come in a fixed order
-    (the loader's generator is reseeded), and torch's global RNG is left as it was, so resuming a
-    run gives the same numbers.
-    """
-    if batches == 0 or not any(
-        isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()
-    ):
-        return
-    loader.generator.manual_seed(0)
-    with torch.random.fork_rng(devices=[]):
-        torch.optim.swa_utils.update_bn(itertools.islice(loader, batches), model, device)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -132,6 +95,17 @@ class Run:
     mlflow_run_id: str | None = None
 
 
+def _initial_state(cfg: TrainConfig, num_classes: int) -> dict[str, torch.Tensor]:
+    """``--init-from``: a run folder or checkpoint file, or ``torchvision:WEIGHTS``."""
+    if cfg.init_from.startswith("torchvision:"):
+        tag = cfg.init_from.removeprefix("torchvision:")
+        return torchvision_state(cfg.model, tag, num_classes)
+    try:
+        return load_model_state(cfg.init_from)
+    except ValueError as err:
+        raise ValueError(f"--init-from: {err}") from None
+
+
 def build_training(
     cfg: TrainConfig, num_classes: int, device: torch.device
 ) -> tuple[nn.Module, Any, torch.optim.Optimizer]:
@@ -139,10 +113,9 @@ def build_training(
     regularizer (None when lambda is 0) and the SGD optimizer that ``cfg`` describes."""
     model = models.build(cfg.model, num_classes, cfg.width)
     if cfg.init_from:
+        state = _initial_state(cfg, num_classes)
         try:
-            model.load_state_dict(load_model_state(cfg.init_from))
-        except ValueError as err:
-            raise ValueError(f"--init-from: {err}") from None
+            model.load_state_dict(state)
         except RuntimeError as err:
             raise ValueError(
                 f"--init-from: {cfg.init_from} does not fit {cfg.model} ({err})".splitlines()[0]
@@ -289,6 +262,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 mlflow.log_metrics(row, step=epoch + 1)
                 save_checkpoint(_checkpoint(run, epoch + 1), out / "checkpoint.pt")
                 print(_epoch_line(epoch, cfg.epochs, row), flush=True)
+            if cfg.epochs == 0:  # evaluated only: later runs start from this checkpoint
+                save_checkpoint(_checkpoint(run, 0), out / "checkpoint.pt")
         except TrainingError as err:
             mlflow.set_tag("failure", str(err))
             mlflow.end_run(status="FAILED")
@@ -343,7 +318,7 @@ def train_epoch(run: Run, epoch: int) -> dict[str, float]:
     cfg, loader = run.cfg, run.shard
     run.step_model.train()
     loader.generator.manual_seed(cfg.seed * 1000 + epoch)  # order is a function of (seed, epoch)
-    if isinstance(loader.sampler, DistributedSampler):
+    if isinstance(getattr(loader, "sampler", None), DistributedSampler):
         loader.sampler.set_epoch(epoch)  # ... and so is each rank's share
     ce_sum = reg_sum = correct = seen = 0.0
     start = time.perf_counter()
@@ -418,14 +393,15 @@ def _final_metrics(run: Run) -> dict[str, Any]:
     """The final epoch's numbers. The test split is read here, once, after training: no epoch,
     lambda or configuration is ever selected on it."""
     cfg, history, test = run.cfg, run.history, run.loaders[2]
+    last = history[-1] if history else _evaluated_only(run)
     metrics: dict[str, Any] = {
         "test_acc": evaluate(run.model, test, run.device, run.amp, run.layout),
-        "val_acc": history[-1]["val_acc"],
+        "val_acc": last["val_acc"],
         "epochs": len(history),
-        "final_train_ce": history[-1]["train_ce"],
-        "final_train_reg": history[-1]["train_reg"],
+        "final_train_ce": last["train_ce"],
+        "final_train_reg": last["train_reg"],
         "wall_time_s": sum(h["epoch_wall_s"] for h in history),
-        "images_per_s": sum(h["images_per_s"] for h in history) / len(history),
+        "images_per_s": sum(h["images_per_s"] for h in history) / max(len(history), 1),
     }
     if cfg.method != "fp":
         layers = grid_stats(run.model, cfg.domain)
@@ -438,3 +414,12 @@ def _final_metrics(run: Run) -> dict[str, Any]:
                 run.model, test, run.device, run.amp, run.layout
             )
     return metrics
+
+
+def _evaluated_only(run: Run) -> dict[str, float | None]:
+    """The last-epoch row of a run with ``--epochs 0``: its ``--init-from`` weights, validated
+    (BatchNorm recalibrated first when quantized), nothing trained."""
+    if run.cfg.method != "fp":
+        recalibrate_batchnorm(run.model, run.loaders[0], run.cfg.bn_recalib_batches, run.device)
+    val_acc = evaluate(run.model, run.loaders[1], run.device, run.amp, run.layout)
+    return {"val_acc": val_acc, "train_ce": None, "train_reg": None}

@@ -11,7 +11,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from sinreq.train import TrainConfig, build_training, recalibrate_batchnorm
+from sinreq.evaluation import recalibrate_batchnorm
+from sinreq.train import TrainConfig, build_training
 
 
 @pytest.mark.parametrize("method", ["dorefa", "wrpn"])
