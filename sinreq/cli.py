@@ -28,6 +28,7 @@ STUDY_MODULES = frozenset(
         "scipy",
         "sklearn",
         "statsmodels",
+        "submitit",
         "torchvision",
         "tqdm",
         "yaml",

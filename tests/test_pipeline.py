@@ -17,15 +17,19 @@ BIN = Path(sys.executable).parent
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    """PATH with this interpreter's scripts; one thread, as the local launcher's workers use."""
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
 
 
 def _copy_repo(dest: Path, profile: str | None) -> Path:
     """The repository's committed-or-tracked files in a fresh git repo at ``dest``."""
     files = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
-    ).stdout.split()  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     for name in files:
         if (ROOT / name).is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
@@ -37,7 +41,7 @@ def _copy_repo(dest: Path, profile: str | None) -> Path:
         ["git", "add", "-A"],
         ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"],
     ):
-        subprocess.run(cmd, cwd=dest, check=True, capture_output=True)  # fmt: skip
+        subprocess.run(cmd, cwd=dest, check=True, capture_output=True)
     return dest
 
 
@@ -102,12 +106,25 @@ def test_paper_profile_resolves_to_the_full_study(tmp_path):
     assert "prepare@imagenet" not in stages  # user-supplied through data.dvc
 
 
-@pytest.mark.slow
-def test_tiny_profile_end_to_end(tmp_path):
-    repo = _copy_repo(tmp_path, "tiny")
-    run = subprocess.run([str(BIN / "dvc"), "repro"], cwd=repo, env=_env(), capture_output=True,
-                         text=True, check=False)  # fmt: skip
+@pytest.fixture(scope="module")
+def tiny_inline(tmp_path_factory) -> Path:
+    """The tiny profile, run by ``dvc repro`` with the inline launcher on one thread."""
+    repo = _copy_repo(tmp_path_factory.mktemp("inline"), "tiny")
+    run = subprocess.run(
+        [str(BIN / "dvc"), "repro"],
+        cwd=repo,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return repo
+
+
+@pytest.mark.slow
+def test_tiny_profile_end_to_end(tiny_inline):
+    repo = tiny_inline
 
     import pandas as pd
 
@@ -128,8 +145,14 @@ def test_tiny_profile_end_to_end(tmp_path):
         assert (reports / png).read_bytes()[:4] == b"\x89PNG"
     assert "NOT MEASURED" in (reports / "check.txt").read_text()
 
-    shown = subprocess.run([str(BIN / "dvc"), "metrics", "show", "--json"], cwd=repo, env=_env(),
-                           capture_output=True, text=True, check=True).stdout  # fmt: skip
+    shown = subprocess.run(
+        [str(BIN / "dvc"), "metrics", "show", "--json"],
+        cwd=repo,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     metrics = json.loads(shown)
     files = next(iter(metrics.values()))["data"]
     assert "reports/tiny/summary.json" in files and "metrics/tiny/fp-cifar10_convnet.json" in files
@@ -141,11 +164,63 @@ def test_tiny_profile_end_to_end(tmp_path):
 
     mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["sinreq-tiny"])
-    assert len(runs) == 9 + 1  # nine training runs and the report run
+    children = runs["tags.mlflow.parentRunId"].notna()
+    assert children.sum() == 9  # nine training runs, each under its grid's parent run
+    assert len(runs) == 9 + 4 + 1  # parents: fp, fpcont, 2 x quant; and the report run
     assert set(runs["status"]) == {"FINISHED"}
     assert set(runs["tags.profile"].dropna()) == {"tiny"}
 
-    again = subprocess.run([str(BIN / "dvc"), "repro"], cwd=repo, env=_env(),
-                           capture_output=True, text=True, check=True).stdout  # fmt: skip
+    again = subprocess.run(
+        [str(BIN / "dvc"), "repro"],
+        cwd=repo,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "Running stage" not in again, again
-    assert len(mlflow.search_runs(experiment_names=["sinreq-tiny"])) == 10
+    assert len(mlflow.search_runs(experiment_names=["sinreq-tiny"])) == 14
+
+
+@pytest.mark.slow
+def test_tiny_profile_with_local_workers_and_a_tracking_server(
+    tmp_path, tiny_inline, mlflow_server
+):
+    repo = _copy_repo(tmp_path, "tiny")
+    settings = [
+        "-S",
+        "launcher.kind=local",
+        "-S",
+        "launcher.workers=2",
+        "-S",
+        f"tracking_uri={mlflow_server}",
+    ]
+    run = subprocess.run(
+        [str(BIN / "dvc"), "exp", "run", *settings],
+        cwd=repo,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "database is locked" not in run.stdout + run.stderr
+
+    import mlflow
+    import pandas as pd
+
+    mlflow.set_tracking_uri(mlflow_server)
+    runs = mlflow.search_runs(experiment_names=["sinreq-tiny"])
+    children = runs[runs["tags.mlflow.parentRunId"].notna()]
+    assert len(children) == 9 and len(runs) == 9 + 4 + 1
+    assert set(runs["status"]) == {"FINISHED"}
+    assert set(children["tags.mlflow.parentRunId"]) <= set(runs["run_id"])
+
+    def numbers(repo: Path) -> pd.DataFrame:
+        results = pd.read_csv(repo / "reports" / "tiny" / "results.csv")
+        timing = [c for c in results.columns if "time" in c or "per_s" in c]
+        return results.drop(columns=timing).sort_values(["method", "phase", "seed", "lambda"])
+
+    pd.testing.assert_frame_equal(
+        numbers(repo).reset_index(drop=True), numbers(tiny_inline).reset_index(drop=True)
+    )

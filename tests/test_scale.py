@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -114,43 +112,6 @@ def test_torchrun_refuses_a_batch_that_does_not_split(tmp_path, monkeypatch, cap
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--batch_size 64 does not split over 3 processes" in err
     assert not (tmp_path / "r").exists()
-
-
-@pytest.fixture
-def mlflow_server(tmp_path):
-    """``mlflow server`` on 127.0.0.1 (sqlite backend, proxied artifacts); yields its URI."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "server",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--backend-store-uri",
-        f"sqlite:///{tmp_path / 'server.db'}",
-        "--artifacts-destination",
-        str(tmp_path / "artifacts"),
-        "--workers",
-        "1",
-    ]
-    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            urllib.request.urlopen(f"{uri}/health", timeout=2)
-            break
-        except OSError:
-            assert server.poll() is None and time.monotonic() < deadline, "mlflow server failed"
-            time.sleep(0.5)
-    yield uri
-    server.terminate()
-    server.wait(30)
 
 
 @pytest.mark.slow
