@@ -20,7 +20,9 @@ import multiprocessing
 import os
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -88,16 +90,28 @@ def run_key(cfg: TrainConfig) -> str:
     return f"{cfg.phase}/{name}" if cfg.phase in ("tune", "final") else name
 
 
-def run_phase(launcher: Launcher, cfgs: list[TrainConfig]) -> dict[str, dict[str, Any]]:
-    """Train ``cfgs`` with ``launcher``'s engine; their metrics keyed by :func:`run_key`."""
-    if launcher.kind == "inline" or len(cfgs) == 1 and launcher.kind == "local":
-        return {run_key(cfg): train(cfg) for cfg in cfgs}
-    if launcher.kind == "local":
-        spawn = multiprocessing.get_context("spawn")  # no fork of a process holding MLflow/OpenMP
-        threads = (launcher.threads_per_worker,)
-        with ProcessPoolExecutor(launcher.workers, spawn, _set_threads, threads) as pool:
-            return _wait(cfgs, [pool.submit(train, cfg) for cfg in cfgs])
-    return _wait(cfgs, submit_slurm(launcher, cfgs))
+def run_phase(
+    launcher: Launcher, cfgs: list[TrainConfig], pool: ProcessPoolExecutor | None = None
+) -> dict[str, dict[str, Any]]:
+    """Train ``cfgs`` in ``pool`` (the local workers), as a Slurm array, or here, one after
+    another; their metrics keyed by :func:`run_key`."""
+    if pool is not None:
+        return _wait(cfgs, [pool.submit(train, cfg) for cfg in cfgs])
+    if launcher.kind == "slurm":
+        return _wait(cfgs, submit_slurm(launcher, cfgs))
+    return {run_key(cfg): train(cfg) for cfg in cfgs}
+
+
+@contextmanager
+def local_workers(launcher: Launcher) -> Iterator[ProcessPoolExecutor | None]:
+    """The local kind's worker processes, started once for all phases (None for other kinds)."""
+    if launcher.kind != "local":
+        yield None
+        return
+    spawn = multiprocessing.get_context("spawn")  # no fork of a process holding MLflow/OpenMP
+    threads = (launcher.threads_per_worker,)
+    with ProcessPoolExecutor(launcher.workers, spawn, _set_threads, threads) as pool:
+        yield pool
 
 
 def _set_threads(threads: int) -> None:
@@ -170,24 +184,23 @@ def train_all(plan: Plan, launcher: Launcher | None = None) -> None:
     first = (plan.runs + plan.tune)[0]
     check_tracking(launcher, first)
     if distributed.world_size() > 1 and launcher.kind != "inline":
-        raise ValueError(
-            "under torchrun the launcher must be inline; allowed: launcher.kind=inline"
-        )
+        raise ValueError(f"launcher.kind={launcher.kind} under torchrun; allowed: inline")
     for cfg in plan.runs + plan.tune:
         distributed.check_batch_size(cfg.batch_size)  # before joining the process group
-    with distributed.process_group(resolve_device(first.device)):
+    device = resolve_device(first.device)
+    with local_workers(launcher) as pool, distributed.process_group(device):
         parent = None
         if plan.folder is not None and distributed.is_main():
             parent = parent_run_id(plan.folder, first)
         plan = plan.with_parent(parent)
-        results = run_phase(launcher, plan.runs + plan.tune)
+        results = run_phase(launcher, plan.runs + plan.tune, pool)
         choice = None
         if plan.tune:
             choice = choose_lambda([(c.lam, results[run_key(c)]["val_acc"]) for c in plan.tune])
             if distributed.is_main():
                 write_json(plan.folder / "lambda_choice.json", choice)
                 print(f"lambda {choice['chosen']:g} chosen on validation", file=sys.stderr)
-            results.update(run_phase(launcher, plan.finals[choice["chosen"]]))
+            results.update(run_phase(launcher, plan.finals[choice["chosen"]], pool))
     if plan.summary is not None and distributed.is_main():
         keep = ("test_acc", "val_acc", "near_level_frac", "sin2", "hard_round_test_acc")
         summary = {name: {k: m[k] for k in keep if k in m} for name, m in results.items()}
