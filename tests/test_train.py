@@ -243,7 +243,11 @@ def test_grid_and_init_from_template(tmp_path):
     q1 = torch.load(tmp_path / "q" / "seed1-lambda0" / "checkpoint.pt", weights_only=True)["model"]
     moved = (q1["0.weight"] - fp1["0.weight"]).norm()
     assert moved < 0.5 * (fp0["0.weight"] - fp1["0.weight"]).norm()
-    assert len(_runs(uri)) == 6
+    runs = _runs(uri)
+    parents = runs[runs["tags.mlflow.parentRunId"].isna()]  # one per grid: fp and q
+    assert len(runs) == 6 + 2 and sorted(parents["tags.mlflow.runName"]) == ["fp", "q"]
+    children = runs[runs["tags.mlflow.parentRunId"].notna()]
+    assert children.groupby("tags.mlflow.parentRunId").size().sort_values().tolist() == [2, 4]
 
 
 def test_lambda_tuned_on_validation_then_fresh_final_seeds(tmp_path, capsys):
@@ -273,7 +277,7 @@ def test_lambda_tuned_on_validation_then_fresh_final_seeds(tmp_path, capsys):
     assert "seed 1 is also a final seed" in capsys.readouterr().err
     assert main([*q, "--tune-lambdas", "1", "--tune-seeds", "5", "--grid", "lambda=0,1"]) == 2
     assert "may vary only seed" in capsys.readouterr().err
-    assert len(_runs(uri)) == 3 + 7
+    assert len(_runs(uri)) == 3 + 7 + 2  # and the parent runs of the fp and q grids
 
 
 def test_yaml_config_and_flags_win(tmp_path):
@@ -312,7 +316,7 @@ BAD_INPUTS = [
     (["--dataset", "mnist"], "unknown dataset 'mnist'"),
     (["--method", "xnor"], "'fp', 'dorefa' or 'wrpn'"),
     (["--lambda", "-1"], "lambda=-1.0"),
-    (["--epochs", "0"], "--epochs"),
+    (["--epochs", "-1"], "--epochs"),
     (["--config", "/nonexistent/c.yaml"], "cannot read config"),
     (["--dataset", "cifar10", "--data-dir", "/nonexistent/data"], "sinreq download cifar10"),
     (["--init-from", "/nonexistent/run"], "no checkpoint"),
