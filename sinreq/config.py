@@ -298,6 +298,14 @@ def configs_from_args(args: argparse.Namespace) -> Plan:
     summary = Path(args.grid_summary or Path(values["out"]) / "grid.json")
     if not tuning:
         return Plan(_expand(values, grid), summary, folder=Path(values["out"]))
+    return _tuning_plan(values, grid, args, summary)
+
+
+def _tuning_plan(
+    values: dict[str, Any], grid: dict[str, list[Any]], args: argparse.Namespace, summary: Path
+) -> Plan:
+    """``--tune-lambdas``: the tuning runs (every lambda x tuning seed) and, per candidate
+    lambda, the final runs (lambda 0 and it x the --grid seeds), all validated up front."""
     lambdas = _number_list("--tune-lambdas", args.tune_lambdas, float)
     tune_seeds = _number_list("--tune-seeds", args.tune_seeds, int)
     if set(grid) - {"seed"}:

@@ -144,17 +144,17 @@ def _representative_runs(
     rows = rows[(rows["model"] == model) & (rows["dataset"] == dataset)]
     row = rows.sort_values("bits", kind="stable").iloc[0]
     config = results[match(results, {k: row[k] for k in CONFIG_KEYS})]
-    q = config[config["lambda"] == 0]
-    qs = config[
+    q_runs = config[config["lambda"] == 0]
+    qs_runs = config[
         match(config, {k: row[k] for k in SETTING_KEYS}) & (config["regularizer"] == "sinreq")
     ]
-    common = set(q["seed"]) & set(qs["seed"])
+    common = set(q_runs["seed"]) & set(qs_runs["seed"])
 
     def pick(runs: pd.DataFrame) -> pd.Series:
         seed = min(common) if common else runs["seed"].min()
         return runs[runs["seed"] == seed].iloc[0]
 
-    return row, pick(q), pick(qs)
+    return row, pick(q_runs), pick(qs_runs)
 
 
 def _weight_panel(ax, row: pd.Series, run: pd.Series, qs_run: pd.Series, variant: str) -> None:

@@ -217,10 +217,11 @@ def seed_matrix(
                 },
             )
         ]
-        qs = config[
+        qs_runs = config[
             match(config, {k: row[k] for k in SETTING_KEYS}) & (config["regularizer"] == "sinreq")
         ]
-        for name, runs in (("fp", fp), ("q", config[config["lambda"] == 0]), ("qs", qs)):
+        q_runs = config[config["lambda"] == 0]
+        for name, runs in (("fp", fp), ("q", q_runs), ("qs", qs_runs)):
             columns[name].append(_per_seed(runs, "test_acc").reindex(seeds))
     shape = (len(seeds), 0)
     return tuple(
@@ -238,7 +239,7 @@ def method_statistics(results: pd.DataFrame, gap: pd.DataFrame) -> dict[str, dic
     for method in sorted(set(gap["method"].dropna())):
         fp, q, qs = seed_matrix(results, gap, method)
         pooled = pooled_test(qs - q, ALPHA)
-        numbers = {
+        method_stats = {
             "pooled_gain": pooled.mean,
             "pooled_ci_low": pooled.ci_low,
             "pooled_ci_high": pooled.ci_high,
@@ -249,9 +250,9 @@ def method_statistics(results: pd.DataFrame, gap: pd.DataFrame) -> dict[str, dic
             _, low, high = (
                 bootstrap_closure(fp, q, qs, definition) if q.size else (0, *[math.nan] * 2)
             )
-            numbers[f"closure_{definition}_ci_low"] = low
-            numbers[f"closure_{definition}_ci_high"] = high
-        out[method] = numbers
+            method_stats[f"closure_{definition}_ci_low"] = low
+            method_stats[f"closure_{definition}_ci_high"] = high
+        out[method] = method_stats
     return out
 
 
