@@ -76,6 +76,9 @@ class TrainConfig(BaseModel):
         "evaluation of a quantized run (0 = off)",
     )
     epochs: int = Field(10, ge=0, description="training epochs (0: evaluate --init-from)")
+    max_steps: int | None = Field(
+        None, ge=1, description="at most this many training batches per epoch (smoke tests)"
+    )
     batch_size: int = Field(128, ge=1, description="mini-batch size")
     lr: float = Field(0.1, gt=0, description="initial learning rate")
     momentum: float = Field(0.9, ge=0, description="SGD momentum")

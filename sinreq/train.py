@@ -17,6 +17,7 @@ versions), ``layers.json`` (per-layer bits), ``metrics.json``, ``checkpoint.pt``
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import sys
@@ -325,7 +326,8 @@ def train_epoch(run: Run, epoch: int) -> dict[str, float]:
     batches = tqdm(
         loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not sys.stderr.isatty()
     )
-    for i, (x, y) in enumerate(batches):
+    steps = min(len(loader), cfg.max_steps or len(loader))
+    for i, (x, y) in enumerate(itertools.islice(batches, steps)):
         x, y = x.to(run.device, non_blocking=True), y.to(run.device, non_blocking=True)
         x = x.contiguous(memory_format=run.layout)
         try:
@@ -335,7 +337,7 @@ def train_epoch(run: Run, epoch: int) -> dict[str, float]:
                 x,
                 y,
                 run.optimizer,
-                epoch + i / len(loader),
+                epoch + i / steps,
                 run.amp,
             )
         except TrainingError as err:

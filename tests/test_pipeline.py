@@ -224,3 +224,73 @@ def test_tiny_profile_with_local_workers_and_a_tracking_server(
     pd.testing.assert_frame_equal(
         numbers(repo).reset_index(drop=True), numbers(tiny_inline).reset_index(drop=True)
     )
+
+
+SITECUSTOMIZE = """
+import json, os
+table = os.environ.get("SINREQ_TEST_MD5")
+if table:  # the generated files' MD5s replace torchvision's published ones (test only)
+    from torchvision.datasets import CIFAR10, SVHN
+    md5 = json.loads(open(table).read())
+    CIFAR10.train_list = [[f"data_batch_{i}", md5[f"data_batch_{i}"]] for i in range(1, 6)]
+    CIFAR10.test_list = [["test_batch", md5["test_batch"]]]
+    CIFAR10.meta = {**CIFAR10.meta, "md5": md5["batches.meta"]}
+    SVHN.split_list = {s: [u, f, md5.get(f, h)] for s, (u, f, h) in SVHN.split_list.items()}
+"""
+
+
+@pytest.mark.paper_smoke
+def test_paper_profile_runs_on_cpu_with_generated_data(tmp_path):
+    """All six networks of the paper profile through dvc repro, report and check, on CPU, fed
+    CIFAR-10 / SVHN / ImageNet files generated in their real on-disk formats, two batches per
+    epoch (``max_steps``), a quarter of the channels; one bit width and one lambda keep it short."""
+    from test_data import md5, write_cifar, write_imagenet, write_svhn
+
+    repo = _copy_repo(tmp_path / "repo", "paper")
+    data = repo / "data"
+    write_cifar(data / "cifar10")
+    write_svhn(data / "svhn")
+    write_imagenet(data / "imagenet")
+    files = [*(data / "cifar10" / "cifar-10-batches-py").iterdir(), *(data / "svhn").iterdir()]
+    (tmp_path / "md5.json").write_text(json.dumps({f.name: md5(f) for f in files}))
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(SITECUSTOMIZE)
+
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params.update(profile="smoke", device="cpu", datasets=[], report_dir="reports/smoke")
+    params["seeds"] = {"tune": "100", "final": "0"}
+    params["quant"].update(bits=[3], init_from="runs/smoke/fp/{model}/seed{seed}")
+    params["quant"]["bn_recalib_batches"] = 2
+    for net in params["networks"]:
+        net["lambdas"] = "1"
+        short = {"epochs": 1, "lr": 0.01, "batch_size": 8, "max_steps": 2, "workers": 0}
+        short["width"] = 0.25  # the same architectures, narrower: checkpoints stay small
+        net["fp"], net["quant"] = dict(short), dict(short)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    env = {
+        **_env(),
+        "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), os.environ.get("PYTHONPATH", "")]),
+        "SINREQ_TEST_MD5": str(tmp_path / "md5.json"),
+    }
+    run = subprocess.run(
+        [str(BIN / "dvc"), "repro"], cwd=repo, env=env, capture_output=True, text=True, check=False
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+
+    import pandas as pd
+
+    results = pd.read_csv(repo / "reports" / "smoke" / "results.csv")
+    assert set(results["model"]) == {
+        "cifar10_convnet",
+        "svhn_convnet",
+        "resnet20",
+        "vgg11",
+        "alexnet",
+        "resnet18",
+    }
+    assert set(results["dataset"]) == {"cifar10", "svhn", "imagenet"}
+    # per network: 2 FP baselines, 1 FP continued, per method 1 tuning run + 2 final runs
+    assert len(results) == 6 * (2 + 1 + 2 * 3)
+    check = (repo / "reports" / "smoke" / "check.txt").read_text()
+    assert "0 pass, 0 fail" in check and "NOT MEASURED" in check

@@ -492,3 +492,31 @@ def test_compile_trains_in_channels_last(tmp_path, compile_):
     nhwc = [w.is_contiguous(memory_format=torch.channels_last) for w in convs]
     nchw = [w.is_contiguous() for w in convs if w.shape[2:] != (1, 1)]
     assert all(nhwc) if compile_ else all(nchw) and not all(nhwc)
+
+
+def test_max_steps_caps_the_training_batches_per_epoch(tmp_path):
+    from sinreq.train import TrainConfig, prepare_run, train_epoch
+
+    cfg = TrainConfig(
+        model="cifar10_convnet", dataset="digits", out=str(tmp_path), batch_size=64, max_steps=2
+    )
+    run = prepare_run(cfg)
+    loader, drawn = run.shard, []
+
+    class Counting:
+        """The train loader, recording each batch it hands out."""
+
+        generator, sampler = loader.generator, None
+
+        def __len__(self) -> int:
+            return len(loader)
+
+        def __iter__(self):
+            for batch in loader:
+                drawn.append(len(batch[1]))
+                yield batch
+
+    assert len(loader) > 2
+    run.shard = Counting()
+    train_epoch(run, 0)
+    assert drawn == [64, 64]
