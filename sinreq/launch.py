@@ -218,23 +218,22 @@ def grid_summary(
     gain (mean, 95 % CI, p; its verdict is uncorrected, the report applies Holm)."""
     import numpy as np
 
-    from sinreq.stats import paired_difference
+    from sinreq.stats import paired_difference, verdicts
 
     arms = {"": runs}
     if choice is not None:
         arms = {"_q": [r for r in runs if r[0].lam == 0], "_sinreq": [r for r in runs if r[0].lam]}
+    by_seed = {
+        k: [m["test_acc"] for _, m in sorted(a, key=lambda r: r[0].seed)] for k, a in arms.items()
+    }
     metrics: dict[str, float] = {}
-    for suffix, arm in arms.items():
-        acc = np.array([m["test_acc"] for _, m in sorted(arm, key=lambda r: r[0].seed)])
+    for suffix, accs in by_seed.items():
+        acc = np.array(accs)
         metrics |= {f"test_acc_mean{suffix}": acc.mean(), f"test_acc_n{suffix}": acc.size}
         metrics[f"test_acc_std{suffix}"] = acc.std(ddof=1) if acc.size > 1 else 0.0
     if choice is None:
         return metrics, {}
-    q, qs = ([m["test_acc"] for _, m in sorted(arms[a], key=lambda r: r[0].seed)] for a in arms)
-    gain = paired_difference(q, qs)
+    gain = paired_difference(by_seed["_q"], by_seed["_sinreq"])
     metrics |= {"lambda_chosen": choice["chosen"], "gain_mean": gain.mean, "gain_p": gain.p}
     metrics |= {"gain_ci_low": gain.ci_low, "gain_ci_high": gain.ci_high}
-    verdict = "untested" if gain.n < 2 else "no difference"
-    if gain.p < 0.05:
-        verdict = "gain" if gain.mean > 0 else "harm"
-    return metrics, {"verdict_uncorrected": verdict}
+    return metrics, {"verdict_uncorrected": verdicts([gain])[0]}  # Holm over one test: plain p

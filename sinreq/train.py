@@ -278,9 +278,7 @@ def run_epoch(run: Run, epoch: int) -> dict[str, float]:
     start = time.perf_counter()
     row = train_epoch(run, epoch)
     run.scheduler.step()
-    if run.cfg.method != "fp":
-        recalibrate_batchnorm(run.model, run.loaders[0], run.cfg.bn_recalib_batches, run.device)
-    row["val_acc"] = evaluate(run.step_model, run.loaders[1], run.device, run.amp, run.layout)
+    row["val_acc"] = _validate(run, run.step_model)
     row["epoch_wall_s"] = time.perf_counter() - start
     run.history.append(row)
     return row
@@ -421,7 +419,11 @@ def _final_metrics(run: Run) -> dict[str, Any]:
 def _evaluated_only(run: Run) -> dict[str, float | None]:
     """The last-epoch row of a run with ``--epochs 0``: its ``--init-from`` weights, validated
     (BatchNorm recalibrated first when quantized), nothing trained."""
+    return {"val_acc": _validate(run, run.model), "train_ce": None, "train_reg": None}
+
+
+def _validate(run: Run, model: nn.Module) -> float:
+    """Validation accuracy of ``model``, a quantized run's BatchNorm statistics refreshed first."""
     if run.cfg.method != "fp":
         recalibrate_batchnorm(run.model, run.loaders[0], run.cfg.bn_recalib_batches, run.device)
-    val_acc = evaluate(run.model, run.loaders[1], run.device, run.amp, run.layout)
-    return {"val_acc": val_acc, "train_ce": None, "train_reg": None}
+    return evaluate(model, run.loaders[1], run.device, run.amp, run.layout)
