@@ -45,6 +45,15 @@ def _copy_repo(dest: Path, profile: str | None) -> Path:
     return dest
 
 
+def _dvc(repo: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``dvc ARGS`` in ``repo``, output captured; a non-zero exit fails the test with its tail."""
+    run = subprocess.run(
+        [str(BIN / "dvc"), *args], cwd=repo, env=env or _env(), capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return run
+
+
 def _stages(repo: Path) -> dict[str, str]:
     from dvc.repo import Repo
 
@@ -110,15 +119,7 @@ def test_paper_profile_resolves_to_the_full_study(tmp_path):
 def tiny_inline(tmp_path_factory) -> Path:
     """The tiny profile, run by ``dvc repro`` with the inline launcher on one thread."""
     repo = _copy_repo(tmp_path_factory.mktemp("inline"), "tiny")
-    run = subprocess.run(
-        [str(BIN / "dvc"), "repro"],
-        cwd=repo,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    _dvc(repo, "repro")
     return repo
 
 
@@ -145,14 +146,7 @@ def test_tiny_profile_end_to_end(tiny_inline):
         assert (reports / png).read_bytes()[:4] == b"\x89PNG"
     assert "NOT MEASURED" in (reports / "check.txt").read_text()
 
-    shown = subprocess.run(
-        [str(BIN / "dvc"), "metrics", "show", "--json"],
-        cwd=repo,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    shown = _dvc(repo, "metrics", "show", "--json").stdout
     metrics = json.loads(shown)
     files = next(iter(metrics.values()))["data"]
     assert "reports/tiny/summary.json" in files and "metrics/tiny/fp-cifar10_convnet.json" in files
@@ -170,14 +164,7 @@ def test_tiny_profile_end_to_end(tiny_inline):
     assert set(runs["status"]) == {"FINISHED"}
     assert set(runs["tags.profile"].dropna()) == {"tiny"}
 
-    again = subprocess.run(
-        [str(BIN / "dvc"), "repro"],
-        cwd=repo,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    again = _dvc(repo, "repro").stdout
     assert "Running stage" not in again, again
     assert len(mlflow.search_runs(experiment_names=["sinreq-tiny"])) == 14
 
@@ -195,15 +182,7 @@ def test_tiny_profile_with_local_workers_and_a_tracking_server(
         "-S",
         f"tracking_uri={mlflow_server}",
     ]
-    run = subprocess.run(
-        [str(BIN / "dvc"), "exp", "run", *settings],
-        cwd=repo,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    run = _dvc(repo, "exp", "run", *settings)
     assert "database is locked" not in run.stdout + run.stderr
 
     import mlflow
@@ -273,10 +252,7 @@ def test_paper_profile_runs_on_cpu_with_generated_data(tmp_path):
         "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), os.environ.get("PYTHONPATH", "")]),
         "SINREQ_TEST_MD5": str(tmp_path / "md5.json"),
     }
-    run = subprocess.run(
-        [str(BIN / "dvc"), "repro"], cwd=repo, env=env, capture_output=True, text=True, check=False
-    )
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    _dvc(repo, "repro", env=env)
 
     import pandas as pd
 

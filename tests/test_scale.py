@@ -17,22 +17,11 @@ from sinreq.cli import main
 TINY = ["--model", "cifar10_convnet", "--dataset", "digits", "--batch-size", "64", "--lr", "0.05"]
 TIME_KEYS = {"wall_time_s", "images_per_s"}
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
 
 
 def _sinreq(*args: str, cwd: Path, launcher: str = "python") -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "sinreq", *args]
-    if launcher == "torchrun":
-        cmd = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc-per-node",
-            "2",
-            "-m",
-            "sinreq",
-            *args,
-        ]
+    cmd = [*(TORCHRUN if launcher == "torchrun" else [sys.executable]), "-m", "sinreq", *args]
     return subprocess.run(cmd, cwd=cwd, env=ONE_THREAD, capture_output=True, text=True)
 
 
@@ -68,12 +57,7 @@ def test_torchrun_two_processes_match_one_and_resume_after_sigkill(tmp_path):
 
     # kill the whole torchrun job after its first checkpoint, then rerun the same command
     cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node",
-        "2",
+        *TORCHRUN,
         "-m",
         "sinreq",
         "train",
@@ -245,3 +229,28 @@ def test_slurm_launcher_submits_one_array_with_the_resources_asked(tmp_path, mon
         "--job-name=sinreq-q",
     ):
         assert f"#SBATCH {line}\n" in script, line
+
+
+def test_parent_summary_of_a_tuned_grid_against_scipy():
+    import numpy as np
+    from scipy import stats
+
+    from sinreq.config import TrainConfig
+    from sinreq.launch import grid_summary
+
+    q = {2: 90.0, 0: 91.0, 1: 92.0}  # seed -> test accuracy, listed in another seed order
+    qs = {0: 93.0, 1: 92.5, 2: 91.0}
+    runs = [
+        (TrainConfig(model="resnet20", out="x", method="dorefa", seed=s, lam=lam), {"test_acc": a})
+        for lam, arm in ((0.0, q), (0.1, qs))
+        for s, a in arm.items()
+    ]
+    metrics, tags = grid_summary(runs, {"chosen": 0.1})
+    # pairs are matched by seed: seed 0 -> (91, 93), seed 1 -> (92, 92.5), seed 2 -> (90, 91)
+    t = stats.ttest_rel([93, 92.5, 91], [91, 92, 90])
+    assert metrics["gain_mean"] == pytest.approx(np.mean([2.0, 0.5, 1.0]))
+    assert metrics["gain_p"] == pytest.approx(t.pvalue)
+    assert metrics["test_acc_mean_q"] == pytest.approx(91.0)
+    assert metrics["test_acc_std_sinreq"] == pytest.approx(np.std(list(qs.values()), ddof=1))
+    assert metrics["test_acc_n_q"] == 3 and metrics["lambda_chosen"] == 0.1
+    assert tags == {"verdict_uncorrected": "gain" if t.pvalue < 0.05 else "no difference"}
