@@ -21,16 +21,15 @@ import pytest
 import torch
 from conftest import build_model, rounds
 
-from sinreq.regularizers import SinReQ, grid_period
+from sinreq.regularizers import SinReQ
 
 NETWORK_ROUNDS = {"resnet20": 200, "vgg11": 15}
 
 
 def naive_penalty(regularizer: SinReQ) -> torch.Tensor:
     terms = []
-    for _, m in regularizer.layers:
-        step, shift = grid_period(m.method, m.bits)
-        terms.append(torch.sin(math.pi * (m.weight + shift) / step).pow(2).mean())
+    for grid in regularizer.grids():
+        terms.append(torch.sin(math.pi * (grid.x + grid.shift) / grid.step).pow(2).mean())
     return regularizer.lam * sum(terms)
 
 

@@ -33,7 +33,7 @@ model = nn.Sequential(
     Block(16), Block(16), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
     qnn.QuantLinear(16, 10, bias=True, weight_bit_width=8),
 )  # fmt: skip
-reg = SinReQ(model, lam=0.1, bits=4)  # the 4-bit convolutions; the 8-bit stem and fc stay free
+reg = SinReQ(model, lam=0.1)  # the 4-bit convolutions; the 8-bit stem and fc stay free
 print("regularized:", [name for name, _ in reg.layers])
 optimizer = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9)
 for step in range(batches):

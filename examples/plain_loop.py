@@ -21,7 +21,7 @@ model = nn.Sequential(
     nn.Flatten(), nn.Linear(32, 10),
 )  # fmt: skip
 model = quantize_model(model, "dorefa", bits=4, act_bits=4)  # first conv and last fc: 8 bits
-reg = SinReQ(model, lam=1.0, schedule="warmup", warmup_epochs=0.5, bits=4)  # the 4-bit layers
+reg = SinReQ(model, lam=1.0, schedule="warmup", warmup_epochs=0.5)  # the layers below 8 bits
 print("regularized:", [name for name, _ in reg.layers])
 optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
 for step in range(batches):

@@ -5,7 +5,10 @@ command line that builds it: flags generated from its fields, an optional YAML f
 from __future__ import annotations
 
 import argparse
+import copy
+import hashlib
 import itertools
+import json
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from pathlib import Path
@@ -16,8 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from sinreq import models
 from sinreq.data import DATASETS
-from sinreq.quant import check_bits
-from sinreq.regularizers import check_lambda, check_warmup_epochs
+from sinreq.quant.functional import check_bits
+from sinreq.regularizers import REGULARIZERS, SCHEDULES, check_lambda, check_warmup_epochs
+from sinreq.regularizers.base import validate_options
+
+LAMBDA = "regularizer.lambda"  # the key lambda tuning varies
 
 # Fields that do not change the numbers a run produces: a resumed run may differ in these.
 NON_RESULT_FIELDS = {
@@ -33,9 +39,116 @@ NON_RESULT_FIELDS = {
 }
 
 
+def _none_word(v: Any) -> Any:
+    """``none``, ``null`` and the empty string mean "not set" (as DVC renders nulls)."""
+    return None if isinstance(v, str) and v.strip().lower() in ("", "none", "null") else v
+
+
+class QuantConfig(BaseModel):
+    """The ``quant:`` block: which quantizer, at which bits, on which layers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(
+        "fp", description="weight (and activation) quantizer: fp (none) or a registered one"
+    )
+    bits: int = Field(4, description="weight bits (2..8)")
+    act_bits: int | None = Field(
+        None, description="activation bits (2..8); 'bits' = same as bits; none = ReLU"
+    )
+    first_last: Literal["fp", "8bit", "quantize"] = Field(
+        "8bit", description="first/last layer: keep float, 8 bits, or quantize like the rest"
+    )
+    overrides: dict[str, int | None] = Field(
+        default_factory=dict,
+        description="per-layer bits: PATTERN=BITS (fnmatch on layer names, later wins; BITS "
+        "'none' = float), e.g. the authors' mixed assignments",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _known_quantizer(cls, v: str) -> str:
+        from sinreq.quant import QUANTIZERS
+
+        if v != "fp" and v not in QUANTIZERS:
+            raise ValueError(
+                f"unknown quantizer {v!r}; allowed: fp, {', '.join(QUANTIZERS.available())}"
+            )
+        return v
+
+    @field_validator("act_bits", mode="before")
+    @classmethod
+    def _act_bits_word(cls, v: Any, info) -> Any:
+        v = _none_word(v)
+        return info.data.get("bits") if v == "bits" else v
+
+    @field_validator("bits", "act_bits")
+    @classmethod
+    def _bits_range(cls, v: int | None, info) -> int | None:
+        return v if v is None else check_bits(v, info.field_name)
+
+    @field_validator("overrides", mode="before")
+    @classmethod
+    def _parse_overrides(cls, v: Any) -> Any:
+        if isinstance(v, list | str):  # repeated --quant.overrides PATTERN=BITS, or "a=3,b=5"
+            items = v.split(",") if isinstance(v, str) else v
+            pairs = [item.split("=", 1) for item in items if item.strip()]
+            if any(len(p) != 2 for p in pairs):
+                raise ValueError(f"overrides {v!r} must look like PATTERN=BITS")
+            v = {k: None if b.lower() in ("none", "fp") else int(b) for k, b in pairs}
+        return {k: b if b is None else check_bits(b, f"bits of {k!r}") for k, b in v.items()}
+
+
+class RegularizerConfig(BaseModel):
+    """The ``regularizer:`` block: which weight regularizer, how strong, when, with what options
+    (validated by the plugin's own ``Options``)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str = Field("sinreq", description="weight regularizer (a registered one)")
+    lam: float = Field(0.0, alias="lambda", description="regularizer strength (0 = none)")
+    schedule: str | None = Field(
+        None, description="lambda schedule (constant, warmup, tanh, cosine); none = the plugin's"
+    )
+    warmup_epochs: float = Field(5.0, description="epochs of the linear warm-up (> 0)")
+    options: dict[str, Any] = Field(
+        default_factory=dict, validate_default=True, description="the regularizer's own options"
+    )
+
+    _lambda_range = field_validator("lam")(check_lambda)
+    _warmup_range = field_validator("warmup_epochs")(check_warmup_epochs)
+
+    @field_validator("name")
+    @classmethod
+    def _known_regularizer(cls, v: str) -> str:
+        REGULARIZERS.get(v)
+        return v
+
+    @field_validator("schedule", mode="before")
+    @classmethod
+    def _known_schedule(cls, v: Any) -> Any:
+        v = _none_word(v)
+        if v is not None:
+            SCHEDULES.get(v)
+        return v
+
+    @field_validator("options")
+    @classmethod
+    def _options(cls, v: dict[str, Any], info) -> dict[str, Any]:
+        if info.data.get("name") not in REGULARIZERS:
+            return v  # the name's own error says it
+        return validate_options(REGULARIZERS.get(info.data["name"]), v).model_dump(mode="json")
+
+    @property
+    def domain(self) -> str:
+        """Where grid statistics are taken (the regularizer's domain, else normalized)."""
+        return self.options.get("domain", "normalized")
+
+
 class TrainConfig(BaseModel):
     """Everything that defines a training run. Each field is a ``--kebab-case`` flag and a key of
-    the ``--config`` YAML file (flags win)."""
+    the ``--config`` YAML file (flags win); the ``quant`` and ``regularizer`` blocks are nested
+    (``--quant.bits 3``, ``--regularizer.options.domain latent``)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, protected_namespaces=())
 
@@ -44,31 +157,11 @@ class TrainConfig(BaseModel):
     data_dir: str = Field("data", description="folder holding downloaded datasets")
     classes: int | None = Field(None, ge=2, description="keep the first N classes (imagenet)")
     val_fraction: float = Field(0.1, gt=0, lt=1, description="validation hold-out of train")
-    method: Literal["fp", "dorefa", "wrpn"] = Field("fp", description="weight quantizer")
-    bits: int = Field(4, description="weight bits (2..8)")
-    act_bits: int | None = Field(
-        None, description="activation bits (2..8); 'bits' = same as --bits; none = ReLU"
-    )
-    first_last: Literal["fp", "8bit", "quantize"] = Field(
-        "8bit", description="first/last layer: keep float, 8 bits, or quantize like the rest"
-    )
-    overrides: dict[str, int | None] = Field(
-        default_factory=dict, description="per-layer bits: PATTERN=BITS (BITS 'none' = float)"
+    quant: QuantConfig = Field(default_factory=QuantConfig, description="quantization")
+    regularizer: RegularizerConfig = Field(
+        default_factory=RegularizerConfig, description="weight regularizer"
     )
     width: float = Field(1.0, gt=0, description="width multiplier (WRPN widening)")
-    lam: float = Field(0.0, alias="lambda", description="regularizer strength (0 = none)")
-    regularizer: Literal["sinreq", "msqe"] = Field("sinreq", description="grid regularizer")
-    domain: Literal["latent", "normalized"] = Field(
-        "normalized",
-        description="regularized value: DoReFa's normalized value (its real levels) or the latent "
-        "weight (the authors' code; an ablation)",
-    )
-    schedule: Literal["constant", "warmup", "tanh"] = Field("constant", description="lambda ramp")
-    warmup_epochs: float = Field(5.0, description="epochs of the linear warm-up (> 0)")
-    reg_exclude_first_last: bool = Field(False, description="do not regularize first/last layer")
-    reg_all_widths: bool = Field(
-        False, description="also regularize layers at other widths (8-bit edges) on their grid"
-    )
     bn_recalib_batches: int = Field(
         50,
         ge=0,
@@ -101,16 +194,10 @@ class TrainConfig(BaseModel):
         None, description="study phase: FP baseline, lambda tuning, or final seeds"
     )
 
-    @field_validator("act_bits", "init_from", "classes", mode="before")
+    @field_validator("init_from", "classes", mode="before")
     @classmethod
-    def _none_words(cls, v: Any, info) -> Any:
-        """``none``, ``null`` and the empty string mean "not set" (as DVC renders nulls);
-        ``--act-bits bits`` means "the same as --bits"."""
-        if isinstance(v, str) and v.strip().lower() in ("", "none", "null"):
-            return None
-        if info.field_name == "act_bits" and v == "bits":
-            return info.data.get("bits")
-        return v
+    def _none_words(cls, v: Any) -> Any:
+        return _none_word(v)
 
     @field_validator("model")
     @classmethod
@@ -126,25 +213,6 @@ class TrainConfig(BaseModel):
             raise ValueError(f"unknown dataset {v!r}; allowed: {', '.join(DATASETS)}")
         return v
 
-    @field_validator("bits", "act_bits")
-    @classmethod
-    def _bits_range(cls, v: int | None, info) -> int | None:
-        return v if v is None else check_bits(v, info.field_name)
-
-    # the regularizer's own checks, so the CLI and the library reject the same values
-    _lambda_range = field_validator("lam")(check_lambda)
-    _warmup_range = field_validator("warmup_epochs")(check_warmup_epochs)
-
-    @field_validator("overrides", mode="before")
-    @classmethod
-    def _parse_overrides(cls, v: Any) -> Any:
-        if isinstance(v, list):  # from repeated --overrides PATTERN=BITS flags
-            pairs = [item.split("=", 1) for item in v]
-            if any(len(p) != 2 for p in pairs):
-                raise ValueError(f"overrides {v!r} must look like PATTERN=BITS")
-            v = {k: None if b.lower() in ("none", "fp") else int(b) for k, b in pairs}
-        return {k: b if b is None else check_bits(b, f"bits of {k!r}") for k, b in v.items()}
-
     @field_validator("lr_milestones", mode="before")
     @classmethod
     def _parse_milestones(cls, v: Any) -> Any:
@@ -157,19 +225,30 @@ class TrainConfig(BaseModel):
                 self.init_from = self.init_from.format(**self.model_dump(by_alias=True))
             except (KeyError, IndexError, ValueError) as err:
                 raise ValueError(f"--init-from {self.init_from!r}: unknown field {err}") from None
-        if self.method == "fp" and self.lam > 0:
-            raise ValueError(f"lambda={self.lam} needs a quantized method; allowed: dorefa, wrpn")
-        if self.schedule == "warmup" and self.lam > 0 and self.warmup_epochs > self.epochs:
-            raise ValueError(f"warmup_epochs={self.warmup_epochs} exceeds epochs={self.epochs}")
+        if self.init_from and not self.init_from.startswith("torchvision:"):
+            self.init_from = resolve_run_folder(self.init_from)
+        reg = self.regularizer
+        if self.quant.name == "fp" and reg.lam > 0 and REGULARIZERS.get(reg.name).needs_grid:
+            raise ValueError(
+                f"regularizer {reg.name} with lambda={reg.lam:g} needs a quantized model; "
+                f"allowed: a quant.name other than fp, or a regularizer without a grid (kure)"
+            )
+        schedule = reg.schedule or REGULARIZERS.get(reg.name).default_schedule
+        if schedule == "warmup" and reg.lam > 0 and reg.warmup_epochs > self.epochs:
+            raise ValueError(f"warmup_epochs={reg.warmup_epochs} exceeds epochs={self.epochs}")
         return self
 
     def run_name(self) -> str:
         """A readable name for the run, e.g. ``resnet20-cifar10-dorefa-w4a4-sinreq1-s0``."""
-        parts = [self.model, self.dataset, self.method]
-        if self.method != "fp":
-            parts.append(f"w{self.bits}" + (f"a{self.act_bits}" if self.act_bits else ""))
-            if self.lam > 0:
-                parts.append(f"{self.regularizer}{self.lam:g}-{self.domain}")
+        q, reg = self.quant, self.regularizer
+        parts = [self.model, self.dataset, q.name]
+        if q.name != "fp":
+            parts.append(f"w{q.bits}" + (f"a{q.act_bits}" if q.act_bits else ""))
+        if reg.lam > 0:
+            parts.append(
+                f"{reg.name}{reg.lam:g}"
+                + (f"-{reg.options['domain']}" if "domain" in reg.options else "")
+            )
         return "-".join(parts + [f"s{self.seed}"])
 
 
@@ -177,18 +256,56 @@ class TrainConfig(BaseModel):
 # Command line: flags generated from TrainConfig, merged over the optional YAML config.
 
 
-def _flag(name: str) -> str:
-    return "--" + (TrainConfig.model_fields[name].alias or name).replace("_", "-")
+NESTED: dict[str, type[BaseModel]] = {"quant": QuantConfig, "regularizer": RegularizerConfig}
+
+
+def option_fields() -> dict[str, tuple[Any, str]]:
+    """Every option of every registered regularizer: its field and a help line naming the
+    plugins that have it (``--regularizer.options.<name>``)."""
+    found: dict[str, tuple[Any, list[str]]] = {}
+    for name in REGULARIZERS.available():
+        for opt, field in REGULARIZERS.get(name).Options.model_fields.items():
+            found.setdefault(opt, (field, []))[1].append(name)
+    return {
+        opt: (field, f"{field.description} (default {field.default!r}; {', '.join(names)})")
+        for opt, (field, names) in found.items()
+    }
+
+
+def _flags(path: str) -> list[str]:
+    """``--quant.act-bits`` and its DVC spelling ``--quant.act_bits``."""
+    return sorted({"--" + path.replace("_", "-"), "--" + path})
+
+
+def _add_flag(parser: argparse.ArgumentParser, path: str, field: Any, help: str) -> None:
+    kwargs: dict[str, Any] = {"dest": path, "default": None, "help": help}
+    if field.annotation is bool:
+        kwargs.update(nargs="?", const="true", metavar="true|false")
+    elif path == "quant.overrides":
+        kwargs.update(action="append", metavar="PATTERN=BITS")
+    elif "tuple" in str(field.annotation):
+        kwargs.update(type=lambda text: tuple(p for p in text.split(",") if p), metavar="P1,P2")
+    parser.add_argument(*_flags(path), **kwargs)
+
+
+def _help(field: Any) -> str:
+    default = field.get_default(call_default_factory=True)
+    shown = (
+        "" if field.is_required() or isinstance(default, BaseModel) else f" (default {default!r})"
+    )
+    return f"{field.description}{shown}"
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """One ``--kebab-case`` flag per TrainConfig field, ``--config FILE.yaml`` and ``--grid``."""
+    """One ``--kebab-case`` flag per TrainConfig field (``--quant.<field>``,
+    ``--regularizer.<field>``, ``--regularizer.options.<option>`` for the nested blocks),
+    ``--config FILE.yaml``, ``--grid`` and the lambda tuning."""
     parser.add_argument("--config", help="YAML file with any of the options below (flags win)")
     parser.add_argument(
         "--grid",
         action="append",
         metavar="OPTION=V1,V2",
-        help="train every combination of these values, each run in OUT/<option><value>-...",
+        help="train every combination of these values, each run in OUT/<option><value>-<hash>",
     )
     parser.add_argument(
         "--grid-summary",
@@ -209,39 +326,60 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PARAMS.yaml",
         help="run the runs with this file's launcher block: inline, local workers, or Slurm",
     )
+    parser.add_argument(
+        "--regularizer-from",
+        metavar="PARAMS.yaml",
+        help="take the regularizer block (name, schedule, options) from this file (flags win)",
+    )
     for name, field in TrainConfig.model_fields.items():
-        kwargs: dict[str, Any] = {"dest": name, "default": None, "help": field.description}
-        if field.annotation is bool:
-            kwargs.update(nargs="?", const="true", metavar="true|false")
-        elif name == "overrides":
-            kwargs.update(action="append", metavar="PATTERN=BITS")
-        flags = {_flag(name), _flag(name).replace("-", "_").replace("__", "--")}  # DVC dict style
-        parser.add_argument(*sorted(flags), **kwargs)
+        if name not in NESTED:
+            _add_flag(parser, field.alias or name, field, _help(field))
+            continue
+        for sub, subfield in NESTED[name].model_fields.items():
+            if sub != "options":
+                _add_flag(parser, f"{name}.{subfield.alias or sub}", subfield, _help(subfield))
+        if name == "regularizer":
+            for opt, (optfield, text) in option_fields().items():
+                _add_flag(parser, f"regularizer.options.{opt}", optfield, text)
 
 
 def _field_name(key: str) -> str:
-    """The TrainConfig field for a flag, YAML key or alias (``lambda`` -> ``lam``)."""
-    key = key.replace("-", "_")
-    return "lam" if key == "lambda" else key
+    """The TrainConfig field for a flag or YAML key (``data-dir`` -> ``data_dir``)."""
+    return key.replace("-", "_")
 
 
-def _validation_message(err: ValidationError) -> str:
-    first = err.errors()[0]
-    field = _field_name(str(first["loc"][0])) if first["loc"] else ""
-    if first["type"] == "extra_forbidden":
-        allowed = ", ".join(f.alias or n for n, f in TrainConfig.model_fields.items())
-        return f"unknown option {field!r}; allowed: {allowed}"
-    msg = first["msg"].removeprefix("Value error, ")
-    where = _flag(field) if field in TrainConfig.model_fields else "config"
-    got = "" if first["type"] == "value_error" else f" (got {first.get('input')!r})"
-    return f"{where}: {msg}{got}"
+def _set(values: dict[str, Any], path: str, value: Any) -> None:
+    """``values[a][b][c] = value`` for ``path`` ``a.b.c`` (missing levels created)."""
+    *parents, last = [_field_name(p) for p in path.split(".")]
+    for key in parents:
+        values = values.setdefault(key, {})
+    values[last] = value
+
+
+def _where(loc: tuple) -> str:
+    path = ".".join(str(p) for p in loc if not isinstance(p, int))
+    return "--" + path.replace("lam", "lambda") if path == "regularizer.lam" else "--" + path
+
+
+def validation_message(err: ValidationError) -> str:
+    """Every error of ``err`` in one line: ``--flag: why (got value); ...``."""
+    parts = []
+    for e in err.errors():
+        where = _where(e["loc"]) if e["loc"] else "config"
+        if e["type"] == "extra_forbidden":
+            parts.append(f"unknown option {where.removeprefix('--')!r}")
+            continue
+        msg = e["msg"].removeprefix("Value error, ")
+        got = "" if e["type"] == "value_error" else f" (got {e.get('input')!r})"
+        parts.append(f"{where}: {msg}{got}")
+    return "; ".join(parts)
 
 
 def _validate(values: dict[str, Any]) -> TrainConfig:
     try:
         return TrainConfig.model_validate(values)
     except ValidationError as err:
-        raise ValueError(_validation_message(err)) from None
+        raise ValueError(validation_message(err)) from None
 
 
 @dataclass
@@ -285,14 +423,19 @@ def configs_from_args(args: argparse.Namespace) -> Plan:
             raise ValueError(f"config {args.config} must be a YAML mapping of option: value")
         grid = dict(loaded.pop("grid", None) or {})
         values = {_field_name(str(k)): v for k, v in loaded.items()}
+    if getattr(args, "regularizer_from", None):
+        values["regularizer"] = {
+            **_block(args.regularizer_from, "regularizer"),
+            **values.get("regularizer", {}),
+        }
     for item in args.grid or []:
         key, sep, listed = item.partition("=")
         if not sep or not listed:
             raise ValueError(f"--grid {item!r} must look like OPTION=V1,V2")
         grid[key] = listed.split(",")
-    values.update(
-        {k: v for k, v in vars(args).items() if k in TrainConfig.model_fields and v is not None}
-    )
+    for path, value in vars(args).items():
+        if value is not None and path.split(".")[0] in TrainConfig.model_fields:
+            _set(values, path, value)
     tuning = getattr(args, "tune_lambdas", None) or getattr(args, "tune_seeds", None)
     if not grid and not tuning:
         return Plan([_validate(values)])
@@ -327,7 +470,7 @@ def _tuning_plan(
     grid = {"seed": sorted(finals)}
     tune = _expand(
         {**values, "phase": "tune", "out": str(root / "tune")},
-        {"seed": tune_seeds, "lambda": lambdas},
+        {"seed": tune_seeds, LAMBDA: lambdas},
     )
     final = {"phase": "final", "out": str(root / "final")}
     return Plan(
@@ -336,7 +479,7 @@ def _tuning_plan(
         folder=root,
         tune=tune,
         finals={
-            lam: _expand({**values, **final}, {**grid, "lambda": sorted({0.0, lam})})
+            lam: _expand({**values, **final}, {**grid, LAMBDA: sorted({0.0, lam})})
             for lam in lambdas
         },
     )
@@ -353,24 +496,65 @@ def _number_list(flag: str, text: str | None, kind: type) -> list:
 
 
 def _expand(values: dict[str, Any], grid: dict[str, list[Any]]) -> list[TrainConfig]:
-    """The Cartesian product of ``grid`` over ``values``, each run in ``OUT/<key><value>-...``."""
-    keys = [_field_name(k) for k in grid]
-    unknown = [k for k in keys if k not in TrainConfig.model_fields or k == "out"]
+    """The Cartesian product of ``grid`` over ``values``, each run in ``OUT/<name>-<hash>``: a
+    readable name from the varied values (``seed0-lambda0.1``) and the first 8 hex digits of
+    the hash of everything that changes its numbers (:func:`config_hash`), so that a run of
+    another configuration never lands in (or resumes) this one's folder."""
+    unknown = [k for k in grid if k.split(".")[0] not in TrainConfig.model_fields or k == "out"]
     if unknown:
         raise ValueError(f"--grid: cannot vary {unknown[0]!r}; allowed: any option except out")
     configs = []
     for combo in itertools.product(*(v if isinstance(v, list) else [v] for v in grid.values())):
         name = "-".join(
-            f"{k}{v:g}" if isinstance(v, float) else f"{k}{v}"
+            f"{k.rsplit('.', 1)[-1]}{float(v):g}" if k == LAMBDA else f"{k.rsplit('.', 1)[-1]}{v}"
             for k, v in zip(grid, combo, strict=True)
         )
-        run = {
-            **values,
-            **dict(zip(keys, combo, strict=True)),
-            "out": str(Path(values["out"]) / name),
-        }
-        configs.append(_validate(run))
+        run = copy.deepcopy(values)
+        for key, value in zip(grid, combo, strict=True):
+            _set(run, key, value)
+        cfg = _validate({**run, "out": str(Path(values["out"]) / name)})
+        configs.append(cfg.model_copy(update={"out": f"{cfg.out}-{config_hash(cfg)}"}))
     return configs
+
+
+def config_hash(cfg: TrainConfig) -> str:
+    """8 hex digits of the SHA-256 of the result-relevant configuration (JSON, sorted keys)."""
+    relevant = {k: v for k, v in result_config(cfg).items() if k not in NON_RESULT_FIELDS}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def write_index(cfgs: list[TrainConfig]) -> None:
+    """``index.json`` in each grid folder: readable run name -> its folder (the current
+    configuration's), so that ``--init-from OUT/seed0`` finds the run of today's parameters."""
+    folders: dict[Path, dict[str, str]] = {}
+    for cfg in cfgs:
+        out = Path(cfg.out)
+        folders.setdefault(out.parent, {})[out.name.rsplit("-", 1)[0]] = out.name
+    for folder, index in folders.items():
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "index.json").write_text(json.dumps(index, indent=1, sort_keys=True) + "\n")
+
+
+def resolve_run_folder(path: str) -> str:
+    """``path`` itself when it exists; else the folder its grid's ``index.json`` names for it
+    (``runs/fp/net/seed0`` -> ``runs/fp/net/seed0-1a2b3c4d``); else ``path`` unchanged."""
+    folder = Path(path)
+    index = folder.parent / "index.json"
+    if folder.exists() or not index.is_file():
+        return path
+    name = json.loads(index.read_text()).get(folder.name)
+    return str(folder.parent / name) if name else path
+
+
+def _block(file: str, key: str) -> dict[str, Any]:
+    """The ``key:`` mapping of YAML ``file`` (a one-line error when unreadable or absent)."""
+    try:
+        block = (yaml.safe_load(Path(file).read_text()) or {}).get(key)
+    except (OSError, yaml.YAMLError, AttributeError) as err:
+        raise ValueError(f"cannot read {file}: {err}".splitlines()[0]) from None
+    if not isinstance(block, dict):
+        raise ValueError(f"{file} has no {key}: mapping")
+    return block
 
 
 def result_config(cfg: TrainConfig) -> dict[str, Any]:
@@ -378,8 +562,26 @@ def result_config(cfg: TrainConfig) -> dict[str, Any]:
     return cfg.model_dump(by_alias=True, mode="json")
 
 
+def flat_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``config`` with nested keys spelled ``quant.bits``, ``regularizer.options.domain``."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and key in ("quant", "regularizer", "options"):
+            out |= flat_config(value, f"{prefix}{key}.")
+        else:
+            out[prefix + key] = value
+    return out
+
+
 def differing_result_field(old: dict[str, Any], cfg: TrainConfig) -> str | None:
-    """The first field that changes a run's numbers and differs between ``old`` and ``cfg``."""
-    new = {k: v for k, v in result_config(cfg).items() if k not in NON_RESULT_FIELDS}
+    """The first field (``a.b`` for nested ones) that changes a run's numbers and differs
+    between the configuration ``old`` and ``cfg``."""
+    new = flat_config({k: v for k, v in result_config(cfg).items() if k not in NON_RESULT_FIELDS})
+    old = flat_config(old)
     changed = sorted(k for k in new if old.get(k) != new[k])
     return changed[0] if changed else None
+
+
+def result_value(config: dict[str, Any], field: str) -> Any:
+    """``config``'s value of ``field`` (``a.b`` for nested ones)."""
+    return flat_config(config).get(field)

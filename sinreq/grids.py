@@ -11,9 +11,8 @@ Adapters say, for a module, what its grid is. :func:`bind_layer` tries, in this 
 
 1. the user's hook ``grid=fn`` given to the regularizer: ``fn(module)`` returns a :class:`Grid`,
    a tuple ``(x, step, shift[, low, high])``, or None (not my layer: try the built-in ones);
-2. sinreq's own layers (:func:`sinreq.quantize_model`, DoReFa and WRPN, weight bits set):
-   ``x = weight_domain(w, method, domain)``, ``(step, shift) = grid_period(method, bits)``,
-   levels in ``[-1, 1]``;
+2. sinreq's own layers (:func:`sinreq.quantize_model`, any quantizer of ``QUANTIZERS``):
+   ``module.weight_quant.grid(module.weight, domain)``;
 3. torch.ao QAT modules with a ``weight_fake_quant`` (``torch.ao.nn.qat.Conv2d`` / ``Linear``
    and the other modules :func:`torch.ao.quantization.prepare_qat` produces, fused ConvBn
    modules included): ``x = w / scale + zero_point`` per tensor or per channel (``ch_axis``),
@@ -43,49 +42,14 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from sinreq.quant.functional import weight_domain, weight_steps
+from sinreq.quant.base import Grid
 from sinreq.quant.layers import QuantWeight
 
-
-@dataclass(frozen=True)
-class Grid:
-    """One layer's value in grid units and its grid: levels ``k step - shift`` in ``[low, high]``.
-
-    ``bits`` (optional) is the layer's bit width, used by the regularizer's ``bits`` filter.
-    """
-
-    x: torch.Tensor
-    step: float = 1.0
-    shift: float = 0.0
-    low: float = -math.inf
-    high: float = math.inf
-    bits: int | None = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.x, torch.Tensor):
-            raise TypeError(f"Grid.x must be a tensor, got {type(self.x).__name__}")
-        for field in ("step", "shift", "low", "high"):
-            object.__setattr__(self, field, float(getattr(self, field)))
-        if not (math.isfinite(self.step) and self.step > 0):
-            raise ValueError(
-                f"Grid step={self.step!r} is not allowed; allowed: a finite number > 0"
-            )
-        if not self.low <= self.high:
-            raise ValueError(f"Grid bounds low={self.low!r} > high={self.high!r}")
-
-
 GridFn = Callable[[nn.Module], "Grid | tuple | None"]
-
-
-def grid_period(method: str, bits: int) -> tuple[float, float]:
-    """``(step, shift)`` of the periodic grid whose zeros are ``method``'s levels at ``bits``."""
-    n = weight_steps(method, bits)
-    return (2.0 / n, 1.0 / n) if method == "dorefa" else (1.0 / n, 0.0)
 
 
 def as_grid(value: Grid | tuple | None, where: str) -> Grid | None:
@@ -106,15 +70,9 @@ def as_grid(value: Grid | tuple | None, where: str) -> Grid | None:
 
 
 def _bind_sinreq(module: nn.Module, domain: str) -> Callable[[], Grid] | None:
-    if not isinstance(module, QuantWeight) or not module.bits:
+    if not isinstance(module, QuantWeight) or module.weight_quant is None:
         return None
-
-    def grid() -> Grid:
-        step, shift = grid_period(module.method, module.bits)
-        x = weight_domain(module.weight, module.method, domain)
-        return Grid(x, step, shift, -1.0, 1.0, module.bits)
-
-    return grid
+    return lambda: module.weight_quant.grid(module.weight, domain)
 
 
 def _fake_quant(module: nn.Module):
@@ -321,7 +279,6 @@ __all__ = [
     "as_grid",
     "bind_layer",
     "clean_named_modules",
-    "grid_period",
     "is_weight_layer",
     "layer_types",
     "unwrap",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -31,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sinreq import distributed
 from sinreq.checkpoint import write_json
-from sinreq.config import Plan, TrainConfig
+from sinreq.config import Plan, TrainConfig, write_index
 from sinreq.train import TrainingError, resolve_device, train
 
 
@@ -85,8 +86,8 @@ def check_tracking(launcher: Launcher, cfg: TrainConfig) -> None:
 
 
 def run_key(cfg: TrainConfig) -> str:
-    """``seed0-lambda1``, or ``tune/seed0-lambda1`` for a phase's run."""
-    name = Path(cfg.out).name
+    """``seed0-lambda1``, or ``tune/seed0-lambda1`` for a phase's run (folder ``...-<hash>``)."""
+    name = re.sub(r"-[0-9a-f]{8}$", "", Path(cfg.out).name)  # without the configuration hash
     return f"{cfg.phase}/{name}" if cfg.phase in ("tune", "final") else name
 
 
@@ -193,10 +194,14 @@ def train_all(plan: Plan, launcher: Launcher | None = None) -> None:
         if plan.folder is not None and distributed.is_main():
             parent = parent_run_id(plan.folder, first)
         plan = plan.with_parent(parent)
+        if plan.folder is not None and distributed.is_main():
+            write_index(plan.runs + plan.tune + [c for cfgs in plan.finals.values() for c in cfgs])
         results = run_phase(launcher, plan.runs + plan.tune, pool)
         choice = None
         if plan.tune:
-            choice = choose_lambda([(c.lam, results[run_key(c)]["val_acc"]) for c in plan.tune])
+            choice = choose_lambda(
+                [(c.regularizer.lam, results[run_key(c)]["val_acc"]) for c in plan.tune]
+            )
             if distributed.is_main():
                 write_json(plan.folder / "lambda_choice.json", choice)
                 print(f"lambda {choice['chosen']:g} chosen on validation", file=sys.stderr)
@@ -214,15 +219,17 @@ def grid_summary(
     runs: list[tuple[TrainConfig, dict[str, Any]]], choice: dict[str, Any] | None
 ) -> tuple[dict[str, float], dict[str, str]]:
     """What the parent run shows: test accuracy mean, std and n over seeds; with lambda tuning
-    per arm (``q``: lambda 0, ``sinreq``: the chosen lambda), the chosen lambda and the paired
-    gain (mean, 95 % CI, p; its verdict is uncorrected, the report applies Holm)."""
+    per arm (``q``: lambda 0, ``<regularizer>``: the chosen lambda), the chosen lambda and the
+    paired gain (mean, 95 % CI, p; its verdict is uncorrected, the report applies Holm)."""
     import numpy as np
 
     from sinreq.stats import paired_difference, verdicts
 
     arms = {"": runs}
     if choice is not None:
-        arms = {"_q": [r for r in runs if r[0].lam == 0], "_sinreq": [r for r in runs if r[0].lam]}
+        regularized = [r for r in runs if r[0].regularizer.lam]
+        arm = f"_{regularized[0][0].regularizer.name}"
+        arms = {"_q": [r for r in runs if r[0].regularizer.lam == 0], arm: regularized}
     by_seed = {
         k: [m["test_acc"] for _, m in sorted(a, key=lambda r: r[0].seed)] for k, a in arms.items()
     }
@@ -233,7 +240,7 @@ def grid_summary(
         metrics[f"test_acc_std{suffix}"] = acc.std(ddof=1) if acc.size > 1 else 0.0
     if choice is None:
         return metrics, {}
-    gain = paired_difference(by_seed["_q"], by_seed["_sinreq"])
+    gain = paired_difference(by_seed["_q"], by_seed[arm])
     metrics |= {"lambda_chosen": choice["chosen"], "gain_mean": gain.mean, "gain_p": gain.p}
     metrics |= {"gain_ci_low": gain.ci_low, "gain_ci_high": gain.ci_high}
     return metrics, {"verdict_uncorrected": verdicts([gain])[0]}  # Holm over one test: plain p

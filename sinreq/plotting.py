@@ -15,18 +15,17 @@ def pyplot() -> Any:
     return plt
 
 
-def draw_weight_histogram(ax: Any, x: Any, method: str, bits: int, color: str = "tab:blue") -> None:
-    """Histogram of weights ``x`` (a tensor in ``method``'s level coordinates, 201 bins over
-    [-1.1, 1.1]) with ``weight_levels(method, bits)`` as vertical red lines."""
+def draw_weight_histogram(ax: Any, x: Any, grid: Any, color: str = "tab:blue") -> None:
+    """Histogram of ``x`` (a tensor in ``grid``'s coordinates, 201 bins over the levels' range
+    widened by half a step on each side) with ``grid.levels()`` as vertical red lines."""
     import torch
 
-    from sinreq.quant import weight_levels
-
-    counts = torch.histc(x.detach().flatten().float().cpu(), bins=201, min=-1.1, max=1.1)
-    edges = torch.linspace(-1.1, 1.1, 202)
+    lo, hi = grid.low - grid.step / 2, grid.high + grid.step / 2
+    counts = torch.histc(x.detach().flatten().float().cpu(), bins=201, min=lo, max=hi)
+    edges = torch.linspace(lo, hi, 202)
     ax.stairs(counts.numpy(), edges.numpy(), fill=True, color=color)  # one artist
     ax.vlines(
-        weight_levels(method, bits).numpy(),
+        grid.levels().numpy(),
         0,
         1,
         transform=ax.get_xaxis_transform(),

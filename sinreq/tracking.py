@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from sinreq.config import TrainConfig, result_config
+from sinreq.config import TrainConfig, flat_config, result_config
 
 
 def provenance() -> dict[str, Any]:
@@ -110,6 +110,22 @@ def dataset_input(cfg: TrainConfig):
     return MetaDataset(source, name=cfg.dataset, digest=digest)
 
 
+def log_dataset_input(cfg: TrainConfig) -> None:
+    """Log ``cfg``'s dataset as the active run's training input, safe when parallel runs log it
+    at the same instant."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    dataset = dataset_input(cfg)
+    try:
+        mlflow.log_input(dataset, context="training")
+    except MlflowException as err:
+        if err.error_code != "BAD_REQUEST":  # what the store's IntegrityError arrives as
+            raise
+        # a parallel run inserted the same (experiment, name, digest) row first: link to it
+        mlflow.log_input(dataset, context="training")
+
+
 def log_run_header(
     cfg: TrainConfig, config: dict, layers: list[dict], device: torch.device
 ) -> None:
@@ -118,7 +134,8 @@ def log_run_header(
     import mlflow
 
     params = {
-        k: json.dumps(v) if isinstance(v, list | dict) else v for k, v in result_config(cfg).items()
+        k: json.dumps(v) if isinstance(v, list | dict) else v
+        for k, v in flat_config(result_config(cfg)).items()
     }
     for row in layers:
         bits = row["weight_bits"] if row["kind"] != "QuantAct" else f"act{row['act_bits']}"
@@ -134,7 +151,7 @@ def log_run_header(
     tags.update({k: getattr(cfg, k) for k in ("profile", "stage", "phase") if getattr(cfg, k)})
     mlflow.set_tags(tags)
     mlflow.log_dict({"layers": layers}, "layers_table.json")
-    mlflow.log_input(dataset_input(cfg), context="training")
+    log_dataset_input(cfg)
 
 
 def parent_run_id(folder: Path, cfg: TrainConfig) -> str:

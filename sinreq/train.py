@@ -45,12 +45,13 @@ from sinreq.config import (
     TrainConfig,
     differing_result_field,
     result_config,
+    result_value,
 )
 from sinreq.evaluation import evaluate, recalibrate_batchnorm
 from sinreq.mechanism import grid_stats, plot_weights, snapped_weights
 from sinreq.models.pretrained import torchvision_state
 from sinreq.quant import layer_table, quantize_model
-from sinreq.regularizers import build_regularizer
+from sinreq.regularizers import REGULARIZERS
 from sinreq.tracking import log_run_header, provenance, start_mlflow_run
 
 
@@ -107,37 +108,42 @@ def _initial_state(cfg: TrainConfig, num_classes: int) -> dict[str, torch.Tensor
         raise ValueError(f"--init-from: {err}") from None
 
 
+def _split_state(state: dict[str, torch.Tensor]) -> tuple[dict, dict]:
+    """``state`` without and with the quantizers' entries (LSQ's steps)."""
+    quant = {k: v for k, v in state.items() if "weight_quant." in k or "act_quant." in k}
+    return {k: v for k, v in state.items() if k not in quant}, quant
+
+
 def build_training(
     cfg: TrainConfig, num_classes: int, device: torch.device
 ) -> tuple[nn.Module, Any, torch.optim.Optimizer]:
     """The model (built, initialised from ``--init-from``, quantized, on ``device``), the
     regularizer (None when lambda is 0) and the SGD optimizer that ``cfg`` describes."""
     model = models.build(cfg.model, num_classes, cfg.width)
-    if cfg.init_from:
-        state = _initial_state(cfg, num_classes)
-        try:
+    state, quant_state = (
+        _split_state(_initial_state(cfg, num_classes)) if cfg.init_from else ({}, {})
+    )
+    q, reg = cfg.quant, cfg.regularizer
+    try:
+        if state:
             model.load_state_dict(state)
-        except RuntimeError as err:
-            raise ValueError(
-                f"--init-from: {cfg.init_from} does not fit {cfg.model} ({err})".splitlines()[0]
-            ) from None
-    if cfg.method != "fp":
-        model = quantize_model(
-            model, cfg.method, cfg.bits, cfg.act_bits, cfg.first_last, cfg.overrides
-        )
+        if q.name != "fp":  # quantizers start from the loaded weights, then their own state
+            model = quantize_model(model, q.name, q.bits, q.act_bits, q.first_last, q.overrides)
+            model.load_state_dict(quant_state, strict=False)
+    except RuntimeError as err:
+        raise ValueError(
+            f"--init-from: {cfg.init_from} does not fit {cfg.model} ({err})".splitlines()[0]
+        ) from None
     model.to(device, memory_format=memory_format(device, cfg.compile))
     regularizer = None
-    if cfg.lam > 0:
-        regularizer = build_regularizer(
-            cfg.regularizer,
+    if reg.lam > 0:
+        regularizer = REGULARIZERS.get(reg.name)(
             model,
-            cfg.lam,
-            domain=cfg.domain,
-            schedule=cfg.schedule,
+            reg.lam,
+            schedule=reg.schedule,
             epochs=cfg.epochs,
-            warmup_epochs=cfg.warmup_epochs,
-            exclude_first_last=cfg.reg_exclude_first_last,
-            bits=None if cfg.reg_all_widths else cfg.bits,
+            warmup_epochs=reg.warmup_epochs,
+            **reg.options,
         )
     optimizer = torch.optim.SGD(
         model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
@@ -201,7 +207,7 @@ def _changed_field(ckpt: dict[str, Any], cfg: TrainConfig) -> str | None:
 def _refuse_other_run(out: Path, ckpt: dict[str, Any], cfg: TrainConfig) -> None:
     changed = _changed_field(ckpt, cfg)
     if changed:
-        old, now = ckpt["config"].get(changed), result_config(cfg)[changed]
+        old, now = result_value(ckpt["config"], changed), result_value(result_config(cfg), changed)
         raise TrainingError(
             f"{out} holds a run with another configuration ({changed}: {old!r} there, {now!r} "
             "now); use another --out"
@@ -249,7 +255,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             run_epoch(run, epoch)
         return _final_metrics(run)
     config = {**result_config(cfg), **provenance(), "world_size": distributed.world_size()}
-    layers = layer_table(run.model)
+    regularized = {name for name, _ in run.regularizer.layers} if run.regularizer else set()
+    layers = [{**row, "regularized": row["layer"] in regularized} for row in layer_table(run.model)]
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", config)
     write_json(out / "layers.json", layers)
@@ -381,7 +388,7 @@ def _finish(run: Run, out: Path) -> dict[str, Any]:
     metrics = _final_metrics(run)
     write_json(out / "metrics.json", metrics)
     mlflow.log_metrics({k: v for k, v in metrics.items() if isinstance(v, int | float)})
-    if run.cfg.method != "fp":
+    if run.cfg.quant.name != "fp":
         plot_weights(run.model, out / "weights.png", run.cfg.run_name())
     for name in ("metrics.json", "config.json", "layers.json", "weights.png"):
         if (out / name).exists():
@@ -403,13 +410,13 @@ def _final_metrics(run: Run) -> dict[str, Any]:
         "wall_time_s": sum(h["epoch_wall_s"] for h in history),
         "images_per_s": sum(h["images_per_s"] for h in history) / max(len(history), 1),
     }
-    if cfg.method != "fp":
-        layers = grid_stats(run.model, cfg.domain)
-        at_bits = [v for v in layers.values() if v["bits"] == cfg.bits]
+    if cfg.quant.name != "fp":
+        layers = grid_stats(run.model, cfg.regularizer.domain)
+        at_bits = [v for v in layers.values() if v["bits"] < 8] or list(layers.values())
         metrics["near_level_frac"] = sum(v["near_level_frac"] for v in at_bits) / len(at_bits)
         metrics["sin2"] = sum(v["sin2"] for v in at_bits) / len(at_bits)
         metrics["layers"] = layers
-        with snapped_weights(run.model, cfg.domain):
+        with snapped_weights(run.model, cfg.regularizer.domain):
             metrics["hard_round_test_acc"] = evaluate(
                 run.model, test, run.device, run.amp, run.layout
             )
@@ -424,6 +431,6 @@ def _evaluated_only(run: Run) -> dict[str, float | None]:
 
 def _validate(run: Run, model: nn.Module) -> float:
     """Validation accuracy of ``model``, a quantized run's BatchNorm statistics refreshed first."""
-    if run.cfg.method != "fp":
+    if run.cfg.quant.name != "fp":
         recalibrate_batchnorm(run.model, run.loaders[0], run.cfg.bn_recalib_batches, run.device)
     return evaluate(model, run.loaders[1], run.device, run.amp, run.layout)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-import socket
+import contextlib
+import os
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -13,10 +16,9 @@ import pytest
 
 @pytest.fixture
 def mlflow_server(tmp_path):
-    """``mlflow server`` on 127.0.0.1 (sqlite backend, proxied artifacts); yields its URI."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    """``mlflow server`` on 127.0.0.1 (sqlite backend, proxied artifacts); yields its URI. The
+    server binds port 0 and its log names the port it got: no free port guessed, then lost."""
+    log = tmp_path / "server.log"
     cmd = [
         sys.executable,
         "-m",
@@ -25,7 +27,7 @@ def mlflow_server(tmp_path):
         "--host",
         "127.0.0.1",
         "--port",
-        str(port),
+        "0",
         "--backend-store-uri",
         f"sqlite:///{tmp_path / 'server.db'}",
         "--artifacts-destination",
@@ -33,16 +35,32 @@ def mlflow_server(tmp_path):
         "--workers",
         "1",
     ]
-    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            urllib.request.urlopen(f"{uri}/health", timeout=2)
-            break
-        except OSError:
-            assert server.poll() is None and time.monotonic() < deadline, "mlflow server failed"
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no 8 job processes
+    with log.open("w") as sink:  # its own session: stopping it stops uvicorn, its child, too
+        server = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=sink, env=env, start_new_session=True
+        )
+    try:
+        deadline, uri = time.monotonic() + 180, None
+        while True:
+            if uri is None and (found := re.search(r"running on (http://\S+)", log.read_text())):
+                uri = found.group(1)
+            if uri is not None:
+                try:
+                    urllib.request.urlopen(f"{uri}/health", timeout=2)
+                    break
+                except OSError:
+                    pass
+            assert server.poll() is None and time.monotonic() < deadline, (
+                f"mlflow server did not start: {log.read_text()[-2000:]}"
+            )
             time.sleep(0.5)
-    yield uri
-    server.terminate()
-    server.wait(30)
+        yield uri
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # the group is gone if it failed
+            os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()

@@ -72,7 +72,9 @@ def test_default_profile_resolves_to_the_promised_grid():
     assert len(quant) == len(models) * 2 * 3
     for method in ("dorefa", "wrpn"):
         for bits in (3, 4, 5):
-            assert sum(f"--method {method} --bits {bits} " in c for c in quant) == len(models)
+            assert sum(f"--quant.name {method} --quant.bits {bits} " in c for c in quant) == len(
+                models
+            )
     final, tune = params["seeds"]["final"], params["seeds"]["tune"]
     assert len(final.split(",")) >= 3 and not set(final.split(",")) & set(tune.split(","))
     assert all(f"--grid seed={final} " in c and f"--tune-seeds {tune} " in c for c in quant)

@@ -53,7 +53,7 @@ def test_bad_torchvision_weights_are_one_line_errors(tmp_path, capsys, model, in
         model,
         "--dataset",
         "digits",
-        "--method",
+        "--quant.name",
         "fp",
         "--init-from",
         init,
@@ -79,13 +79,13 @@ def test_evaluated_only_baseline_then_a_fine_tune_from_it(tmp_path, cached_resne
         "--tracking-uri",
         f"sqlite:///{tmp_path / 'mlflow.db'}",
     ]
-    fp = ["train", *common, "--method", "fp", "--epochs", "0", "--out", "fp"]
+    fp = ["train", *common, "--quant.name", "fp", "--epochs", "0", "--out", "fp"]
     assert main([*fp, "--init-from", "torchvision:IMAGENET1K_V1"]) == 0
     metrics = json.loads((tmp_path / "fp" / "metrics.json").read_text())
     assert metrics["epochs"] == 0 and 0 <= metrics["test_acc"] <= 100
     assert metrics["final_train_ce"] is None
     checkpoint = torch.load(tmp_path / "fp" / "checkpoint.pt", weights_only=True)
     assert torch.equal(checkpoint["model"]["fc.weight"], cached_resnet18["fc.weight"][:10])
-    quant = ["train", *common, "--method", "dorefa", "--bits", "4", "--epochs", "1"]
+    quant = ["train", *common, "--quant.name", "dorefa", "--quant.bits", "4", "--epochs", "1"]
     assert main([*quant, "--init-from", "fp", "--out", "q"]) == 0
     assert json.loads((tmp_path / "q" / "metrics.json").read_text())["epochs"] == 1

@@ -19,7 +19,12 @@ from sinreq.train import TrainConfig, build_training
 def test_default_regularizes_only_the_layers_at_the_run_bit_width(method):
     # first_last: 8bit (the default): the first conv and the last fc are 8-bit layers. SinReQ
     # must leave them alone (zero gradient) and pull every 3-bit layer.
-    cfg = TrainConfig(model="cifar10_convnet", method=method, bits=3, lam=1.0, out="unused")
+    cfg = TrainConfig(
+        quant={"name": method, "bits": 3},
+        regularizer={"lambda": 1.0},
+        model="cifar10_convnet",
+        out="unused",
+    )
     model, reg, _ = build_training(cfg, 10, torch.device("cpu"))
     reg().backward()
     grads = {n: m.weight.grad for n, m in model.named_modules() if hasattr(m, "bits") and
@@ -32,8 +37,8 @@ def test_default_regularizes_only_the_layers_at_the_run_bit_width(method):
         else:
             assert grad is not None and grad.abs().sum() > 0, name
     # Asked for explicitly, the edge layers are regularized on their own 8-bit grid.
-    wide = TrainConfig(model="cifar10_convnet", method=method, bits=3, lam=1.0, out="unused",
-                       reg_all_widths=True)  # fmt: skip
+    wide = TrainConfig(quant={"name": method, "bits": 3}, model="cifar10_convnet", out="unused",
+                       regularizer={"lambda": 1.0, "options": {"max_bits": 8}})  # fmt: skip
     model, reg, _ = build_training(wide, 10, torch.device("cpu"))
     reg().backward()
     first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
@@ -92,9 +97,10 @@ def test_resnet20_dorefa_4bit_one_epoch_finetune_ends_near_fp(tmp_path, monkeypa
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     common = ["train", "--model", "resnet20", "--dataset", "digits", "--batch-size", "64",
               "--tracking-uri", uri]  # fmt: skip
-    assert main([*common, "--method", "fp", "--epochs", "3", "--lr", "0.05", "--lr-milestones",
+    assert main([*common, "--quant.name", "fp", "--epochs", "3", "--lr", "0.05", "--lr-milestones",
                  "2", "--out", str(tmp_path / "fp")]) == 0  # fmt: skip
-    assert main([*common, "--method", "dorefa", "--bits", "4", "--epochs", "1", "--lr", "0.005",
+    assert main([*common, "--quant.name", "dorefa", "--quant.bits", "4",
+                 "--epochs", "1", "--lr", "0.005",
                  "--weight-decay", "0", "--init-from", str(tmp_path / "fp"),
                  "--out", str(tmp_path / "q")]) == 0  # fmt: skip
     fp = json.loads((tmp_path / "fp" / "metrics.json").read_text())["test_acc"]

@@ -217,7 +217,7 @@ def weights_of(model: nn.Module) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("lam", [0.5, 1.0, 37.0])
 def test_sinreq_value_is_lambda_times_sum_of_layer_means(method, domain, lam):
     model = quantized_small_net(method)
-    value = SinReQ(model, lam, domain=domain)()
+    value = SinReQ(model, lam, max_bits=8, domain=domain)()
     expected = lam * sum(
         ref_sin2(w.detach().numpy(), method, NET_BITS[name], domain)
         for name, w in weights_of(model).items()
@@ -229,7 +229,7 @@ def test_sinreq_value_is_lambda_times_sum_of_layer_means(method, domain, lam):
 @pytest.mark.parametrize("lam", [1.0, 12.5])
 def test_sinreq_gradient_closed_form_per_layer(method, lam):
     model = quantized_small_net(method)
-    SinReQ(model, lam, domain="latent")().backward()
+    SinReQ(model, lam, max_bits=8, domain="latent")().backward()
     for name, w in weights_of(model).items():
         ref = ref_sin2_grad_latent(w.detach().numpy(), method, NET_BITS[name], lam)
         np.testing.assert_allclose(w.grad.numpy(), ref, rtol=1e-5, atol=1e-7, err_msg=name)
@@ -241,7 +241,7 @@ def test_sinreq_gradient_closed_form_per_layer(method, lam):
 @pytest.mark.parametrize("method", METHODS)
 def test_sinreq_gradient_float32_model(method):
     model = quantized_small_net(method, torch.float32)
-    SinReQ(model, 2.0, domain="latent")().backward()
+    SinReQ(model, 2.0, max_bits=8, domain="latent")().backward()
     for name, w in weights_of(model).items():
         ref = ref_sin2_grad_latent(w.detach().numpy(), method, NET_BITS[name], 2.0)
         np.testing.assert_allclose(
@@ -271,7 +271,7 @@ def test_sinreq_graph_does_not_grow_with_depth(blocks):
     """All layers go through one autograd node: the graph's size is the same at any depth."""
     layers = [nn.Linear(8, 8) for _ in range(blocks)]
     model = quantize_model(nn.Sequential(*layers), "wrpn", 4, first_last="quantize")
-    value = SinReQ(model, 1.0)()
+    value = SinReQ(model, 1.0, max_bits=8)()
 
     nodes, stack = set(), [value.grad_fn]
     while stack:
@@ -285,7 +285,7 @@ def test_sinreq_graph_does_not_grow_with_depth(blocks):
 
 def test_full_precision_layers_are_not_regularized():
     model = quantize_model(small_net(), "wrpn", 3, first_last="fp")
-    reg = SinReQ(model, 1.0)
+    reg = SinReQ(model, 1.0, max_bits=8)
     assert [n for n, _ in reg.layers] == ["2.0", "4", "6"]
     expected = sum(ref_sin2(w.detach().numpy(), "wrpn", 3) for n, w in weights_of(model).items()
                    if n in ("2.0", "4", "6"))  # fmt: skip
@@ -306,7 +306,7 @@ def test_full_precision_layers_are_not_regularized():
 @pytest.mark.parametrize("cls", [SinReQ, MSQE])
 def test_layer_selection(cls, kwargs, names):
     model = quantized_small_net("dorefa")
-    reg = cls(model, 3.0, domain="latent", **kwargs)
+    reg = cls(model, 3.0, max_bits=8, domain="latent", **kwargs)
     assert [n for n, _ in reg.layers] == names
     ref = ref_sin2 if cls is SinReQ else ref_msqe
     expected = 3.0 * sum(
@@ -318,7 +318,11 @@ def test_layer_selection(cls, kwargs, names):
 
 def test_exclude_first_last_uses_first_and_last_weight_layers_even_if_unquantized():
     model = quantize_model(small_net(), "wrpn", 3, first_last="fp")
-    assert [n for n, _ in SinReQ(model, 1.0, exclude_first_last=True).layers] == ["2.0", "4", "6"]
+    assert [n for n, _ in SinReQ(model, 1.0, max_bits=8, exclude_first_last=True).layers] == [
+        "2.0",
+        "4",
+        "6",
+    ]
 
 
 @pytest.mark.parametrize("cls", [SinReQ, MSQE])
@@ -338,7 +342,7 @@ def test_model_without_quantized_layer_is_an_error_naming_its_layer_types(cls, k
     [
         {"include": ("nothing",)},
         {"exclude": ("*",)},
-        {"bits": 4},  # the layers are at 3, 5 and 8 bits
+        {"max_bits": 2},  # the layers are at 3, 5 and 8 bits
         {"include": ("0", "8"), "exclude_first_last": True},
     ],
 )
@@ -346,7 +350,7 @@ def test_model_without_quantized_layer_is_an_error_naming_its_layer_types(cls, k
 def test_selection_that_leaves_no_layer_is_an_error_listing_the_candidates(cls, kwargs):
     model = quantized_small_net("wrpn")
     with pytest.raises(ValueError) as info:
-        cls(model, 1.0, **kwargs)
+        cls(model, 1.0, **{"max_bits": 8, **kwargs})
     msg = str(info.value)
     assert (
         "5 layers have a grid (0 (8 bits), 2.0 (3 bits), 4 (5 bits), 6 (3 bits), 8 (8 bits))" in msg
@@ -355,10 +359,11 @@ def test_selection_that_leaves_no_layer_is_an_error_listing_the_candidates(cls, 
         assert f"{key}={value!r}" in msg
 
 
-def test_bits_keeps_only_the_layers_at_that_width():
+def test_max_bits_keeps_the_layers_up_to_that_width():
     model = quantized_small_net("wrpn")
-    assert [n for n, _ in SinReQ(model, 1.0, bits=3).layers] == ["2.0", "6"]
-    assert [n for n, _ in SinReQ(model, 1.0, bits=8).layers] == ["0", "8"]
+    assert [n for n, _ in SinReQ(model, 1.0, max_bits=3).layers] == ["2.0", "6"]
+    assert [n for n, _ in SinReQ(model, 1.0, max_bits=8).layers] == ["0", "2.0", "4", "6", "8"]
+    assert [n for n, _ in SinReQ(model, 1.0).layers] == ["2.0", "4", "6"]  # below 8 bits
 
 
 # ----------------------------------------------------------------------------------------------
@@ -373,7 +378,7 @@ def _penalty(model, method="wrpn") -> float:
 @pytest.mark.parametrize("epoch", [None, 0, 1, 2.5, 50, 1000])
 def test_constant_schedule(epoch):
     model = quantized_small_net("wrpn")
-    reg = SinReQ(model, 4.0, schedule="constant")
+    reg = SinReQ(model, 4.0, max_bits=8, schedule="constant")
     assert reg.lambda_at(epoch) == 4.0
     assert reg(epoch).item() == pytest.approx(4.0 * _penalty(model), rel=1e-9)
 
@@ -382,7 +387,7 @@ def test_constant_schedule(epoch):
 @pytest.mark.parametrize("epoch", [0, 0.5, 1, 2.5, 4, 6, 7.5, 20])
 def test_warmup_schedule(epoch, warmup_epochs):
     model = quantized_small_net("wrpn")
-    reg = SinReQ(model, 3.0, schedule="warmup", warmup_epochs=warmup_epochs)
+    reg = SinReQ(model, 3.0, max_bits=8, schedule="warmup", warmup_epochs=warmup_epochs)
     lam = 3.0 * min(1.0, epoch / warmup_epochs)
     assert reg.lambda_at(epoch) == pytest.approx(lam, rel=1e-12, abs=1e-15)
     assert reg(epoch).item() == pytest.approx(lam * _penalty(model), rel=1e-9, abs=1e-15)
@@ -392,7 +397,7 @@ def test_warmup_schedule(epoch, warmup_epochs):
 @pytest.mark.parametrize("epoch", [0, 1, 10, 20, 33.3, 50, 99, 200])
 def test_tanh_schedule(epoch, total):
     model = quantized_small_net("dorefa")
-    reg = SinReQ(model, 8.0, domain="latent", schedule="tanh", epochs=total)
+    reg = SinReQ(model, 8.0, max_bits=8, domain="latent", schedule="tanh", epochs=total)
     lam = 8.0 * 0.5 * (1 + math.tanh((epoch - 0.2 * total) / 20))
     assert reg.lambda_at(epoch) == pytest.approx(lam, rel=1e-12, abs=1e-15)
     expected = lam * _penalty(model, "dorefa")
@@ -401,7 +406,7 @@ def test_tanh_schedule(epoch, total):
 
 def test_zero_lambda_gives_zero_and_no_gradient_error():
     model = quantized_small_net("wrpn")
-    value = SinReQ(model, 0.0)()
+    value = SinReQ(model, 0.0, max_bits=8)()
     assert value.item() == 0.0
     assert value.device == next(model.parameters()).device
 
@@ -447,7 +452,7 @@ def test_msqe_zero_on_levels(method, bits):
 @pytest.mark.parametrize("method", METHODS)
 def test_msqe_regularizer_over_model(method):
     model = quantized_small_net(method)
-    reg = MSQE(model, 2.5, domain="latent")
+    reg = MSQE(model, 2.5, max_bits=8, domain="latent")
     value = reg()
     expected = 2.5 * sum(
         ref_msqe(w.detach().numpy(), method, NET_BITS[n]) for n, w in weights_of(model).items()
@@ -477,7 +482,7 @@ def test_build_regularizer(name, cls):
 @pytest.mark.parametrize("cls", [SinReQ, MSQE])
 def test_bad_lambda(cls, lam):
     with pytest.raises(ValueError) as info:
-        cls(quantized_small_net("wrpn"), lam)
+        cls(quantized_small_net("wrpn"), lam, max_bits=8)
     msg = str(info.value)
     assert repr(lam) in msg
     assert ">= 0" in msg
@@ -485,18 +490,18 @@ def test_bad_lambda(cls, lam):
 
 def test_unknown_schedule():
     with pytest.raises(ValueError) as info:
-        SinReQ(quantized_small_net("wrpn"), 1.0, schedule="cosine")
+        SinReQ(quantized_small_net("wrpn"), 1.0, max_bits=8, schedule="linear")
     msg = str(info.value)
-    assert "'cosine'" in msg
-    for allowed in ("constant", "warmup", "tanh"):
+    assert "'linear'" in msg
+    for allowed in ("constant", "cosine", "warmup", "tanh"):
         assert allowed in msg
 
 
 @pytest.mark.parametrize(
     "call",
     [
-        lambda: SinReQ(quantized_small_net("wrpn"), 1.0, domain="raw"),
-        lambda: MSQE(quantized_small_net("wrpn"), 1.0, domain="raw"),
+        lambda: SinReQ(quantized_small_net("wrpn"), 1.0, max_bits=8, domain="raw"),
+        lambda: MSQE(quantized_small_net("wrpn"), 1.0, max_bits=8, domain="raw"),
         lambda: sin2(torch.zeros(3), "dorefa", 3, "raw"),
         lambda: sin2(torch.zeros(3), "wrpn", 3, "raw"),
         lambda: msqe(torch.zeros(3), "wrpn", 3, "raw"),
@@ -536,4 +541,4 @@ def test_bad_bits_in_penalties(fn, method, bits):
 
 def test_tanh_schedule_needs_epochs():
     with pytest.raises(ValueError):
-        SinReQ(quantized_small_net("wrpn"), 1.0, schedule="tanh")
+        SinReQ(quantized_small_net("wrpn"), 1.0, max_bits=8, schedule="tanh")

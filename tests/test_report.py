@@ -219,8 +219,8 @@ def test_summary_leaves_nonpositive_gaps_out_of_the_mean_of_ratios():
     assert numbers["dorefa"]["closure_ratio_of_means"] == pytest.approx(800 / 29)
     assert numbers["dorefa"]["n_configs"] == 3
     assert numbers["dorefa"]["n_configs_in_mean_of_ratios"] == 2
-    # No WRPN runs at all: nothing measured, nothing claimed.
-    assert numbers["wrpn"]["n_configs"] == 0 and math.isnan(numbers["wrpn"]["mean_gain_points"])
+    # No WRPN runs at all: nothing measured, nothing claimed (methods come from the data).
+    assert "wrpn" not in numbers
 
 
 def _paired(diffs: list[float]) -> tuple[float, float, float]:
@@ -310,7 +310,7 @@ def test_lambda_selection_ignores_test_accuracy(tmp_path):
 
 def test_mechanism_table_compares_q_and_sinreq(grid):
     mech = mechanism_table(collect_results([grid]))
-    row = mech[(mech["method"] == "wrpn") & (mech["bits"] == 4)].set_index("variant")
+    row = mech[(mech["method"] == "wrpn") & (mech["bits"] == 4)].set_index("arm")
     assert row.loc["q", "near_level_frac"] == pytest.approx(0.3) and row.loc["q", "n"] == 3
     assert row.loc["q+sinreq", "sin2"] == pytest.approx(0.1)
 
@@ -365,7 +365,8 @@ def test_report_writes_every_file(report):
 
 
 def test_report_gap_closure_csv(report):
-    gap = pd.read_csv(report / "gap_closure.csv")
+    everything = pd.read_csv(report / "gap_closure.csv")
+    gap = everything[everything["arm"] == "q+sinreq"]
     assert len(gap) == 6  # 2 methods x 3 bit widths
     for method, base, gains in (("dorefa", 80.0, DOREFA_GAIN), ("wrpn", 78.0, WRPN_GAIN)):
         for bits in (3, 4, 5):
@@ -378,8 +379,17 @@ def test_report_gap_closure_csv(report):
             assert row["closure_pct"] == pytest.approx(100 * gain / (91.0 - q))
             assert row["n_paired"] == 3
             assert row["verdict"] == ("gain" if method == "dorefa" else "no difference")
-    msqe = gap[(gap["method"] == "dorefa") & (gap["bits"] == 3)].iloc[0]
-    assert (msqe["msqe_mean"], msqe["msqe_n"]) == (MSQE_ACC, 1)
+    # The MSQE run is its own arm, compared with Q on its own (one seed: untested).
+    msqe = everything[everything["arm"] == "q+msqe"]
+    assert len(everything) == 7 and len(msqe) == 1
+    msqe = msqe.iloc[0]
+    assert (msqe["method"], msqe["bits"], msqe["qs_mean"], msqe["qs_n"]) == (
+        "dorefa",
+        3,
+        MSQE_ACC,
+        1,
+    )
+    assert msqe["verdict"] == "untested" and math.isnan(msqe["p_value"])
 
 
 def test_report_results_and_acc_vs_bits_csv(report):
@@ -420,7 +430,12 @@ def test_report_summary_json_and_md(report):
         for value in tree.values():
             yield from leaves(value) if isinstance(value, dict) else [value]
 
-    assert all(isinstance(v, int | float) for v in leaves(numbers))
+    assert all(isinstance(v, int | float) for v in leaves(numbers["dorefa"] | numbers["wrpn"]))
+    # The one-seed MSQE arm has its own summary, its untestable numbers as null.
+    assert (
+        numbers["dorefa q+msqe"]["n_configs"] == 1 and numbers["dorefa q+msqe"]["pooled_p"] is None
+    )
+    assert all(isinstance(v, int | float) or v is None for v in leaves(numbers))
     text = (report / "summary.md").read_text()
     assert "32.4" in text and "27.5" in text and "+2.8" in text and "+2.1" in text
     assert "Mean of ratios" in text and "Ratio of means" in text and "paired t test" in text
@@ -455,7 +470,7 @@ def test_report_with_missing_cells(grid, tmp_path, mlflow_store):
         report_command(runs, out, tracking_uri=uri, experiment="report-partial")
     numbers = json.loads((out / "summary.json").read_text())
     assert numbers["dorefa"]["closure_mean_of_ratios"] is None
-    assert numbers["dorefa"]["mean_gain_points"] is None and numbers["wrpn"]["n_configs"] == 0
+    assert numbers["dorefa"]["mean_gain_points"] is None and "wrpn" not in numbers
     text = (out / "summary.md").read_text()
     assert "not measured" in text and "No reference file given" in text
     assert (out / "weight_hist.png").read_bytes()[:8] == PNG_MAGIC
@@ -548,7 +563,7 @@ def test_check_profile_argument_scopes_claims(report, tmp_path, capsys):
         ),
         ({"expected": "high"}, "reference entry 'bad': 'expected': Input should be a valid number"),
         ({"metric": "accuracy"}, "reference entry 'bad': 'metric': Input should be 'closure_mean_"),
-        ({"method": "binary"}, "reference entry 'bad': metric 'mean_gain_points' needs 'method'"),
+        ({"method": "fp"}, "reference entry 'bad': metric 'mean_gain_points' needs 'method'"),
         ({"tolerence": 1.0}, "reference entry 'bad': unknown key 'tolerence'"),
         ({"scope": {"profiles": "x"}}, "reference entry 'bad': unknown scope key 'profiles'"),
         ({"source": None}, "reference entry 'bad': 'source': Input should be a valid string"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -39,7 +40,7 @@ def _runs(uri: str, experiment: str = "sinreq"):
 
 @pytest.mark.slow
 def test_torchrun_two_processes_match_one_and_resume_after_sigkill(tmp_path):
-    args = [*TINY, "--method", "fp", "--epochs", "8", "--device", "cpu"]
+    args = [*TINY, "--quant.name", "fp", "--epochs", "8", "--device", "cpu"]
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
 
     one = _sinreq("train", *args, "--out", "one", "--tracking-uri", uri, cwd=tmp_path)
@@ -76,11 +77,18 @@ def test_torchrun_two_processes_match_one_and_resume_after_sigkill(tmp_path):
         stderr=subprocess.DEVNULL,
     )
     checkpoint = tmp_path / "killed" / "checkpoint.pt"
-    while not checkpoint.exists():
-        assert job.poll() is None, "the run ended before its first checkpoint"
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and job.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
-    os.killpg(job.pid, signal.SIGKILL)
+    ended = job.poll()
+    with contextlib.suppress(ProcessLookupError):  # the whole job, also when the wait failed
+        os.killpg(job.pid, signal.SIGKILL)
     job.wait()
+    assert checkpoint.exists(), (
+        "no first checkpoint within 120 s"
+        if ended is None
+        else f"the run ended (exit code {ended}) before its first checkpoint"
+    )
     assert not (tmp_path / "killed" / "metrics.json").exists()  # it was interrupted
     again = _sinreq(
         "train", *args, "--out", "killed", "--tracking-uri", uri, cwd=tmp_path, launcher="torchrun"
@@ -91,7 +99,7 @@ def test_torchrun_two_processes_match_one_and_resume_after_sigkill(tmp_path):
 
 def test_torchrun_refuses_a_batch_that_does_not_split(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("WORLD_SIZE", "3")
-    argv = ["train", *TINY, "--method", "fp", "--epochs", "1", "--out", str(tmp_path / "r")]
+    argv = ["train", *TINY, "--quant.name", "fp", "--epochs", "1", "--out", str(tmp_path / "r")]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--batch_size 64 does not split over 3 processes" in err
@@ -101,7 +109,17 @@ def test_torchrun_refuses_a_batch_that_does_not_split(tmp_path, monkeypatch, cap
 @pytest.mark.slow
 def test_four_concurrent_runs_against_a_server_match_inline_under_a_parent(tmp_path, mlflow_server):
     (tmp_path / "params.yaml").write_text("launcher: {kind: local, workers: 4}\n")
-    grid = [*TINY, "--method", "wrpn", "--bits", "3", "--epochs", "2", "--grid", "seed=0,1,2,3"]
+    grid = [
+        *TINY,
+        "--quant.name",
+        "wrpn",
+        "--quant.bits",
+        "3",
+        "--epochs",
+        "2",
+        "--grid",
+        "seed=0,1,2,3",
+    ]
     local = _sinreq(
         "train",
         *grid,
@@ -148,7 +166,7 @@ def test_fan_out_refuses_a_sqlite_store(tmp_path, capsys):
     argv = [
         "train",
         *TINY,
-        "--method",
+        "--quant.name",
         "fp",
         "--epochs",
         "1",
@@ -172,7 +190,7 @@ def test_unknown_launcher_kind_is_one_line(tmp_path, capsys):
     argv = [
         "train",
         *TINY,
-        "--method",
+        "--quant.name",
         "fp",
         "--out",
         str(tmp_path / "r"),
@@ -241,7 +259,16 @@ def test_parent_summary_of_a_tuned_grid_against_scipy():
     q = {2: 90.0, 0: 91.0, 1: 92.0}  # seed -> test accuracy, listed in another seed order
     qs = {0: 93.0, 1: 92.5, 2: 91.0}
     runs = [
-        (TrainConfig(model="resnet20", out="x", method="dorefa", seed=s, lam=lam), {"test_acc": a})
+        (
+            TrainConfig(
+                quant={"name": "dorefa"},
+                regularizer={"lambda": lam},
+                model="resnet20",
+                out="x",
+                seed=s,
+            ),
+            {"test_acc": a},
+        )
         for lam, arm in ((0.0, q), (0.1, qs))
         for s, a in arm.items()
     ]

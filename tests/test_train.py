@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from sinreq.cli import main
+from sinreq.config import resolve_run_folder
 
 FAST = ["--model", "cifar10_convnet", "--dataset", "digits", "--batch-size", "64", "--lr", "0.02"]
 TIME_KEYS = {"wall_time_s", "images_per_s"}
@@ -65,11 +66,11 @@ def test_issue_command_writes_metrics_and_mlflow_run(tmp_path, capsys):
         "cifar10_convnet",
         "--dataset",
         "digits",
-        "--method",
+        "--quant.name",
         "dorefa",
-        "--bits",
+        "--quant.bits",
         "3",
-        "--lambda",
+        "--regularizer.lambda",
         "1",
         "--epochs",
         "4",
@@ -103,7 +104,11 @@ def test_issue_command_writes_metrics_and_mlflow_run(tmp_path, capsys):
     assert not {"best_test_acc", "test_acc_at_best_val"} & set(metrics)  # no selection on test
     assert {r["bits"] for r in metrics["layers"].values()} == {3, 8}
     config = json.loads((out / "config.json").read_text())
-    assert config["lambda"] == 1.0 and config["bits"] == 3 and config["git_commit"] is not None
+    assert (
+        config["regularizer"]["lambda"] == 1.0
+        and config["quant"]["bits"] == 3
+        and config["git_commit"] is not None
+    )
     assert "torch" in config["package_versions"]
     layers = json.loads((out / "layers.json").read_text())
     assert [r["weight_bits"] for r in layers if r["kind"] != "QuantAct"] == [8, 3, 3, 3, 8]
@@ -143,7 +148,18 @@ def test_mlflow_artifacts_live_beside_the_store_and_the_experiment_opens_on_runs
     started_in = tmp_path / "cwd"
     started_in.mkdir()
     os.chdir(started_in)  # the autouse fixture restores the working directory
-    argv = ["train", *FAST, "--method", "wrpn", "--bits", "4", "--epochs", "1", "--seed", "0"]
+    argv = [
+        "train",
+        *FAST,
+        "--quant.name",
+        "wrpn",
+        "--quant.bits",
+        "4",
+        "--epochs",
+        "1",
+        "--seed",
+        "0",
+    ]
     assert main([*argv, "--out", str(tmp_path / "run"), "--tracking-uri", uri]) == 0
 
     assert not (started_in / "mlruns").exists()
@@ -162,11 +178,11 @@ def test_same_seed_same_numbers_and_finished_run_not_retrained(tmp_path, capsys)
     common = [
         "train",
         *FAST,
-        "--method",
+        "--quant.name",
         "wrpn",
-        "--bits",
+        "--quant.bits",
         "4",
-        "--lambda",
+        "--regularizer.lambda",
         "0.5",
         "--epochs",
         "2",
@@ -191,7 +207,7 @@ def test_grid_and_init_from_template(tmp_path):
             [
                 "train",
                 *FAST,
-                "--method",
+                "--quant.name",
                 "fp",
                 "--epochs",
                 "1",
@@ -210,9 +226,9 @@ def test_grid_and_init_from_template(tmp_path):
             [
                 "train",
                 *FAST,
-                "--method",
+                "--quant.name",
                 "wrpn",
-                "--bits",
+                "--quant.bits",
                 "4",
                 "--epochs",
                 "1",
@@ -221,7 +237,7 @@ def test_grid_and_init_from_template(tmp_path):
                 "--grid",
                 "seed=0,1",
                 "--grid",
-                "lambda=0,2",
+                "regularizer.lambda=0,2",
                 "--out",
                 str(tmp_path / "q"),
                 "--grid-summary",
@@ -234,13 +250,22 @@ def test_grid_and_init_from_template(tmp_path):
     )
     summary = json.loads((tmp_path / "q.json").read_text())
     assert sorted(summary) == ["seed0-lambda0", "seed0-lambda2", "seed1-lambda0", "seed1-lambda2"]
-    config = json.loads((tmp_path / "q" / "seed1-lambda2" / "config.json").read_text())
-    assert config["init_from"] == str(tmp_path / "fp" / "seed1") and config["lambda"] == 2.0
+    config = json.loads((run_dir(tmp_path / "q" / "seed1-lambda2") / "config.json").read_text())
+    assert (
+        config["init_from"] == str(run_dir(tmp_path / "fp" / "seed1"))
+        and config["regularizer"]["lambda"] == 2.0
+    )
     # fine-tuning starts from the baseline's weights: the first layer's latent weights moved
     # only a little from the seed-1 baseline (lr 0.02, one epoch), far less than across seeds
-    fp1 = torch.load(tmp_path / "fp" / "seed1" / "checkpoint.pt", weights_only=True)["model"]
-    fp0 = torch.load(tmp_path / "fp" / "seed0" / "checkpoint.pt", weights_only=True)["model"]
-    q1 = torch.load(tmp_path / "q" / "seed1-lambda0" / "checkpoint.pt", weights_only=True)["model"]
+    fp1 = torch.load(run_dir(tmp_path / "fp" / "seed1") / "checkpoint.pt", weights_only=True)[
+        "model"
+    ]
+    fp0 = torch.load(run_dir(tmp_path / "fp" / "seed0") / "checkpoint.pt", weights_only=True)[
+        "model"
+    ]
+    q1 = torch.load(run_dir(tmp_path / "q" / "seed1-lambda0") / "checkpoint.pt", weights_only=True)[
+        "model"
+    ]
     moved = (q1["0.weight"] - fp1["0.weight"]).norm()
     assert moved < 0.5 * (fp0["0.weight"] - fp1["0.weight"]).norm()
     runs = _runs(uri)
@@ -250,32 +275,44 @@ def test_grid_and_init_from_template(tmp_path):
     assert children.groupby("tags.mlflow.parentRunId").size().sort_values().tolist() == [2, 4]
 
 
+def run_dir(path: Path) -> Path:
+    """A grid's run folder ``OUT/<name>-<hash>`` from ``OUT/<name>`` (its grid's index.json)."""
+    return Path(resolve_run_folder(str(path)))
+
+
 def test_lambda_tuned_on_validation_then_fresh_final_seeds(tmp_path, capsys):
     uri = _uri(tmp_path)
-    fp = ["train", *FAST, "--method", "fp", "--epochs", "1", "--tracking-uri", uri]
+    fp = ["train", *FAST, "--quant.name", "fp", "--epochs", "1", "--tracking-uri", uri]
     assert main([*fp, "--grid", "seed=0,1,10", "--out", str(tmp_path / "fp")]) == 0
-    q = ["train", *FAST, "--method", "dorefa", "--bits", "3", "--act-bits", "3", "--epochs", "1",
+    q = ["train", *FAST, "--quant.name", "dorefa", "--quant.bits", "3", "--quant.act-bits", "3",
+         "--epochs", "1",
          "--init-from", str(tmp_path / "fp" / "seed{seed}"), "--tracking-uri", uri,
          "--out", str(tmp_path / "q")]  # fmt: skip
     assert main([*q, "--tune-lambdas", "0,0.5,5", "--tune-seeds", "10", "--grid", "seed=0,1"]) == 0
-    tune = {lam: json.loads((tmp_path / "q" / "tune" / f"seed10-lambda{lam}" / "metrics.json")
-                            .read_text())["val_acc"] for lam in ("0", "0.5", "5")}  # fmt: skip
+    tune = {lam: json.loads((run_dir(tmp_path / "q" / "tune" / f"seed10-lambda{lam}")
+                             / "metrics.json").read_text())["val_acc"]
+            for lam in ("0", "0.5", "5")}  # fmt: skip
     best = max(("0.5", "5"), key=lambda lam: (tune[lam], -float(lam)))  # lambda 0: never chosen
     choice = json.loads((tmp_path / "q" / "lambda_choice.json").read_text())
     assert f"{choice['chosen']:g}" == best
     assert {k: v["val_acc_mean"] for k, v in choice["candidates"].items()} == tune
-    finals = sorted(p.name for p in (tmp_path / "q" / "final").iterdir())
+    finals = sorted(p.name[:-9] for p in (tmp_path / "q" / "final").iterdir() if p.is_dir())
     assert finals == sorted(f"seed{s}-lambda{lam}" for s in (0, 1) for lam in ("0", best))
-    config = json.loads((tmp_path / "q" / "final" / f"seed1-lambda{best}" / "config.json")
+    config = json.loads((run_dir(tmp_path / "q" / "final" / f"seed1-lambda{best}") / "config.json")
                         .read_text())  # fmt: skip
-    assert config["phase"] == "final" and config["init_from"] == str(tmp_path / "fp" / "seed1")
+    assert config["phase"] == "final" and config["init_from"] == str(
+        run_dir(tmp_path / "fp" / "seed1")
+    )
     phases = _runs(uri)["tags.phase"].value_counts().to_dict()
     assert phases == {"tune": 3, "final": 4}
     # A tuning seed that is also a final seed, or a grid over lambda, is refused before any run.
     capsys.readouterr()
     assert main([*q, "--tune-lambdas", "1", "--tune-seeds", "1", "--grid", "seed=0,1"]) == 2
     assert "seed 1 is also a final seed" in capsys.readouterr().err
-    assert main([*q, "--tune-lambdas", "1", "--tune-seeds", "5", "--grid", "lambda=0,1"]) == 2
+    assert (
+        main([*q, "--tune-lambdas", "1", "--tune-seeds", "5", "--grid", "regularizer.lambda=0,1"])
+        == 2
+    )
     assert "may vary only seed" in capsys.readouterr().err
     assert len(_runs(uri)) == 3 + 7 + 2  # and the parent runs of the fp and q grids
 
@@ -283,8 +320,8 @@ def test_lambda_tuned_on_validation_then_fresh_final_seeds(tmp_path, capsys):
 def test_yaml_config_and_flags_win(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
-        "model: cifar10_convnet\nmethod: wrpn\nbits: 5\nepochs: 3\nbatch-size: 64\n"
-        "lambda: 0.25\nlr_milestones: [1, 2]\n"
+        "model: cifar10_convnet\nquant: {name: wrpn, bits: 5}\nepochs: 3\nbatch-size: 64\n"
+        "regularizer: {lambda: 0.25}\nlr_milestones: [1, 2]\n"
     )
     out = tmp_path / "run"
     assert (
@@ -304,23 +341,23 @@ def test_yaml_config_and_flags_win(tmp_path):
         == 0
     )
     config = json.loads((out / "config.json").read_text())
-    assert (config["method"], config["bits"], config["epochs"]) == ("wrpn", 5, 1)
-    assert config["lambda"] == 0.25 and config["lr_milestones"] == [1, 2]
+    assert (config["quant"]["name"], config["quant"]["bits"], config["epochs"]) == ("wrpn", 5, 1)
+    assert config["regularizer"]["lambda"] == 0.25 and config["lr_milestones"] == [1, 2]
     assert config["batch_size"] == 64
 
 
 BAD_INPUTS = [
-    (["--bits", "0"], "bits=0"),
-    (["--bits", "33"], "bits=33"),
+    (["--quant.bits", "0"], "bits=0"),
+    (["--quant.bits", "33"], "bits=33"),
     (["--model", "lenet"], "unknown model 'lenet'"),
     (["--dataset", "mnist"], "unknown dataset 'mnist'"),
-    (["--method", "xnor"], "'fp', 'dorefa' or 'wrpn'"),
-    (["--lambda", "-1"], "lambda=-1.0"),
+    (["--quant.name", "xnor"], "unknown quantizer 'xnor'; allowed: fp, dorefa, lsq, wrpn"),
+    (["--regularizer.lambda", "-1"], "lambda=-1.0 is not allowed"),
     (["--epochs", "-1"], "--epochs"),
     (["--config", "/nonexistent/c.yaml"], "cannot read config"),
     (["--dataset", "cifar10", "--data-dir", "/nonexistent/data"], "sinreq download cifar10"),
     (["--init-from", "/nonexistent/run"], "no checkpoint"),
-    (["--schedule", "cosine"], "'constant', 'warmup' or 'tanh'"),
+    (["--regularizer.schedule", "linear"], "allowed: constant, cosine, tanh, warmup"),
 ]
 
 
@@ -330,11 +367,11 @@ def test_bad_input_one_line_error_and_nothing_touched(tmp_path, capsys, extra, e
     base = [
         "train",
         *FAST,
-        "--method",
+        "--quant.name",
         "dorefa",
-        "--bits",
+        "--quant.bits",
         "4",
-        "--lambda",
+        "--regularizer.lambda",
         "1",
         "--epochs",
         "1",
@@ -359,7 +396,7 @@ def test_other_configuration_in_out_is_refused(tmp_path, capsys):
     base = [
         "train",
         *FAST,
-        "--method",
+        "--quant.name",
         "fp",
         "--epochs",
         "1",
@@ -383,7 +420,7 @@ def test_divergence_stops_with_error_and_failed_mlflow_run(tmp_path, capsys):
             [
                 "train",
                 *FAST,
-                "--method",
+                "--quant.name",
                 "fp",
                 "--lr",
                 "1e6",
@@ -428,17 +465,17 @@ def test_sigkill_after_first_checkpoint_then_resume_gives_identical_metrics(tmp_
         "svhn_convnet",
         "--dataset",
         "digits",
-        "--method",
+        "--quant.name",
         "dorefa",
-        "--bits",
+        "--quant.bits",
         "4",
-        "--act-bits",
+        "--quant.act-bits",
         "4",
-        "--lambda",
+        "--regularizer.lambda",
         "0.5",
-        "--schedule",
+        "--regularizer.schedule",
         "warmup",
-        "--warmup-epochs",
+        "--regularizer.warmup-epochs",
         "2",
         "--epochs",
         "4",
@@ -485,7 +522,10 @@ def test_compile_trains_in_channels_last(tmp_path, compile_):
     from sinreq.train import TrainConfig, build_training
 
     cfg = TrainConfig(
-        model="resnet20", method="dorefa", bits=4, act_bits=4, out=str(tmp_path), compile=compile_
+        quant={"name": "dorefa", "bits": 4, "act_bits": 4},
+        model="resnet20",
+        out=str(tmp_path),
+        compile=compile_,
     )
     model, _, _ = build_training(cfg, 10, torch.device("cpu"))
     convs = [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)]

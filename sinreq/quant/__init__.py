@@ -1,19 +1,19 @@
-"""Quantizers (``functional``) and quantized layers / model conversion (``layers``)."""
+"""Quantizers (one module each, in the ``QUANTIZERS`` registry) and quantized layers.
 
+``dorefa``, ``wrpn`` and ``lsq`` register themselves here; a quantizer from outside the package
+subclasses :class:`WeightQuantizer` and joins with ``@QUANTIZERS.register("name")``.
+"""
+
+import torch
+
+from sinreq.quant import dorefa, lsq, wrpn  # noqa: F401  (register the quantizers)
+from sinreq.quant.base import DOMAINS, QUANTIZERS, ClampAct, Grid, WeightQuantizer, check_domain
 from sinreq.quant.functional import (
-    DOMAINS,
     MAX_BITS,
-    METHODS,
     MIN_BITS,
     activation_levels,
     check_bits,
-    check_method,
-    dorefa_normalize,
     quantize_activation,
-    quantize_weight,
-    weight_domain,
-    weight_levels,
-    weight_steps,
 )
 from sinreq.quant.layers import (
     FIRST_LAST_POLICIES,
@@ -27,27 +27,41 @@ from sinreq.quant.layers import (
     quantized_layers,
 )
 
+
+def quantize_weight(w: torch.Tensor, method: str, bits: int) -> torch.Tensor:
+    """Fake-quantize ``w`` with a fresh ``QUANTIZERS.get(method)(bits)``, initialised from ``w``."""
+    quantizer = QUANTIZERS.get(method)(bits)
+    quantizer.reset(w)
+    return quantizer(w)
+
+
+def weight_levels(method: str, bits: int) -> torch.Tensor:
+    """The sorted level set of ``method`` at ``bits`` in its grid coordinates (float32)."""
+    quantizer = QUANTIZERS.get(method)(bits)
+    return quantizer.grid(torch.ones(1)).levels()
+
+
 __all__ = [
     "DOMAINS",
     "FIRST_LAST_POLICIES",
     "MAX_BITS",
-    "METHODS",
     "MIN_BITS",
+    "QUANTIZERS",
+    "ClampAct",
+    "Grid",
     "QuantAct",
     "QuantConv2d",
     "QuantLinear",
     "QuantWeight",
+    "WeightQuantizer",
     "activation_levels",
     "check_bits",
-    "check_method",
-    "dorefa_normalize",
+    "check_domain",
     "edge_layers",
     "layer_table",
     "quantize_activation",
     "quantize_model",
     "quantize_weight",
     "quantized_layers",
-    "weight_domain",
     "weight_levels",
-    "weight_steps",
 ]

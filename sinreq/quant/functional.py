@@ -1,4 +1,4 @@
-"""Fake quantizers with straight-through gradients (DoReFa and WRPN weights, activations).
+"""The straight-through autograd functions behind DoReFa, WRPN and the activation quantizer.
 
 Every quantizer maps a float tensor to a float tensor whose values lie on a fixed level set.
 The forward passes follow the formulas of the DoReFa-Net and WRPN papers as Distiller used them
@@ -34,16 +34,7 @@ from __future__ import annotations
 
 import torch
 
-METHODS: tuple[str, ...] = ("dorefa", "wrpn")
-DOMAINS: tuple[str, ...] = ("latent", "normalized")
 MIN_BITS, MAX_BITS = 2, 8
-
-
-def check_method(method: str) -> str:
-    """Return ``method`` if it is a known weight quantizer, else raise a one-line ValueError."""
-    if method not in METHODS:
-        raise ValueError(f"unknown quantization method {method!r}; allowed: {', '.join(METHODS)}")
-    return method
 
 
 def check_bits(bits: int, what: str = "bits") -> int:
@@ -53,27 +44,6 @@ def check_bits(bits: int, what: str = "bits") -> int:
             f"{what}={bits!r} is not supported; allowed: integers {MIN_BITS}..{MAX_BITS}"
         )
     return bits
-
-
-def weight_steps(method: str, bits: int) -> int:
-    """Number of quantization steps ``n`` of a weight quantizer (levels are multiples of 1/n).
-
-    DoReFa: ``n = 2^b - 1``; WRPN: ``n = 2^(b-1) - 1`` steps per side.
-    """
-    check_method(method)
-    check_bits(bits)
-    return 2**bits - 1 if method == "dorefa" else 2 ** (bits - 1) - 1
-
-
-def weight_levels(method: str, bits: int) -> torch.Tensor:
-    """The sorted level set of a weight quantizer as a float32 tensor.
-
-    DoReFa: ``(2k - n)/n`` for ``k = 0..n`` (2^b levels, odd multiples of 1/n).
-    WRPN: ``j/n`` for ``j = -n..n`` (2^b - 1 levels).
-    """
-    n = weight_steps(method, bits)
-    numerators = torch.arange(0, n + 1) * 2 - n if method == "dorefa" else torch.arange(-n, n + 1)
-    return numerators.to(torch.float32) / n
 
 
 def activation_levels(bits: int) -> torch.Tensor:
@@ -178,20 +148,6 @@ class _DoReFaWeightSTE(torch.autograd.Function):
         return torch.ops.aten.tanh_backward(g_t, t), None
 
 
-def dorefa_normalize(w: torch.Tensor) -> torch.Tensor:
-    """DoReFa's normalized weight ``tanh(w) / max|tanh(w)|`` in [-1, 1] (``= 2u - 1``)."""
-    t = torch.tanh(w)
-    return t / _abs_max(t)
-
-
-def quantize_weight(w: torch.Tensor, method: str, bits: int) -> torch.Tensor:
-    """Fake-quantize a weight tensor with DoReFa or WRPN (formulas in the module docstring)."""
-    n = weight_steps(method, bits)
-    if method == "wrpn":
-        return _ClampRoundSTE.apply(w, -1.0, 1.0, n, False)
-    return _DoReFaWeightSTE.apply(w, n)
-
-
 def quantize_activation(x: torch.Tensor, bits: int, inplace: bool = False) -> torch.Tensor:
     """Fake-quantize activations: ``round(n clamp(x, 0, 1)) / n``, ``n = 2^b - 1``.
 
@@ -200,16 +156,3 @@ def quantize_activation(x: torch.Tensor, bits: int, inplace: bool = False) -> to
     """
     n = 2 ** check_bits(bits, "act_bits") - 1
     return _ClampRoundSTE.apply(x, 0.0, 1.0, n, inplace)
-
-
-def weight_domain(w: torch.Tensor, method: str, domain: str) -> torch.Tensor:
-    """The weight expressed in the coordinates in which ``method``'s levels are defined.
-
-    ``domain="latent"`` is the raw weight (what the authors regularized). ``"normalized"`` is
-    DoReFa's ``tanh(w)/max|tanh(w)|``, whose grid is exactly the DoReFa level set; for WRPN the
-    two domains coincide (its levels are defined on the raw weight).
-    """
-    check_method(method)
-    if domain not in DOMAINS:
-        raise ValueError(f"unknown domain {domain!r}; allowed: {', '.join(DOMAINS)}")
-    return dorefa_normalize(w) if method == "dorefa" and domain == "normalized" else w

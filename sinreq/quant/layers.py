@@ -25,36 +25,34 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sinreq.quant.functional import (
-    check_bits,
-    check_method,
-    quantize_activation,
-    quantize_weight,
-)
+from sinreq.quant.base import QUANTIZERS, WeightQuantizer
+from sinreq.quant.functional import check_bits
 
 FIRST_LAST_POLICIES: tuple[str, ...] = ("fp", "8bit", "quantize")
 
 
 class QuantWeight:
-    """Mixin for layers whose weight is fake-quantized: ``method`` and ``bits`` (None = float)."""
+    """Mixin for layers whose weight goes through ``weight_quant`` (None: float) in the forward."""
 
-    method: str
-    bits: int | None
+    weight_quant: WeightQuantizer | None
+
+    @property
+    def bits(self) -> int | None:
+        return None if self.weight_quant is None else self.weight_quant.bits
+
+    @property
+    def method(self) -> str | None:
+        return None if self.weight_quant is None else self.weight_quant.name
 
     def quantized_weight(self) -> torch.Tensor:
-        if self.bits is None:
-            return self.weight
-        return quantize_weight(self.weight, self.method, self.bits)
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, method={self.method}, bits={self.bits}"
+        return self.weight if self.weight_quant is None else self.weight_quant(self.weight)
 
 
 class QuantConv2d(QuantWeight, nn.Conv2d):
-    """``nn.Conv2d`` whose forward uses ``quantize_weight(weight, method, bits)``."""
+    """``nn.Conv2d`` whose forward uses ``weight_quant(weight)``."""
 
     @classmethod
-    def from_float(cls, conv: nn.Conv2d, method: str, bits: int | None) -> QuantConv2d:
+    def from_float(cls, conv: nn.Conv2d, weight_quant: WeightQuantizer | None) -> QuantConv2d:
         """A QuantConv2d with ``conv``'s hyper-parameters that shares its weight and bias."""
         new = cls(
             conv.in_channels,
@@ -68,49 +66,56 @@ class QuantConv2d(QuantWeight, nn.Conv2d):
             conv.padding_mode,
             device="meta",  # no memory, no RNG draw: the parameters are replaced below
         )
-        return _share(new, conv, method, bits)
+        return _share(new, conv, weight_quant)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(x, self.quantized_weight(), self.bias)
 
 
 class QuantLinear(QuantWeight, nn.Linear):
-    """``nn.Linear`` whose forward uses ``quantize_weight(weight, method, bits)``."""
+    """``nn.Linear`` whose forward uses ``weight_quant(weight)``."""
 
     @classmethod
-    def from_float(cls, linear: nn.Linear, method: str, bits: int | None) -> QuantLinear:
+    def from_float(cls, linear: nn.Linear, weight_quant: WeightQuantizer | None) -> QuantLinear:
         """A QuantLinear with ``linear``'s shape that shares its weight and bias."""
         new = cls(linear.in_features, linear.out_features, linear.bias is not None, device="meta")
-        return _share(new, linear, method, bits)
+        return _share(new, linear, weight_quant)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.quantized_weight(), self.bias)
 
 
 class QuantAct(nn.Module):
-    """Activation quantizer replacing ReLU: ``round(n clamp(x, 0, 1)) / n`` (ReLU if bits None).
+    """Activation quantizer replacing ReLU: ``act_quant(x)`` (ReLU when it is None).
 
-    ``inplace`` is copied from the replaced ``nn.ReLU``: the quantizer then overwrites its float32
-    input instead of allocating a new activation-sized tensor (other dtypes, e.g. bfloat16 under
-    CUDA autocast, are cast to float32 first, so they are never quantized in place).
+    ``inplace`` is copied from the replaced ``nn.ReLU``: a quantizer that can (the clamp-round
+    one) then overwrites its float32 input instead of allocating a new activation-sized tensor
+    (other dtypes, e.g. bfloat16 under CUDA autocast, are cast to float32 first, so they are
+    never quantized in place).
     """
 
-    def __init__(self, bits: int | None, inplace: bool = False) -> None:
+    def __init__(self, act_quant: nn.Module | None, inplace: bool = False) -> None:
         super().__init__()
-        self.bits, self.inplace = bits, inplace
+        self.act_quant, self.inplace = act_quant, inplace
+
+    @property
+    def bits(self) -> int | None:
+        return None if self.act_quant is None else self.act_quant.bits
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.bits is None:
+        if self.act_quant is None:
             return F.relu(x, inplace=self.inplace)
-        return quantize_activation(x, self.bits, self.inplace and x.dtype == torch.float32)
+        return self.act_quant(x, self.inplace and x.dtype == torch.float32)
 
     def extra_repr(self) -> str:
-        return f"bits={self.bits}, inplace={self.inplace}"
+        return f"inplace={self.inplace}"
 
 
-def _share(new: QuantWeight, layer: nn.Module, method: str, bits: int | None) -> QuantWeight:
+def _share(new: QuantWeight, layer: nn.Module, weight_quant: WeightQuantizer | None):
     new.weight, new.bias = layer.weight, layer.bias
-    new.method, new.bits = method, bits
+    if weight_quant is not None:
+        weight_quant.to(layer.weight.device).reset(layer.weight)
+    new.weight_quant = weight_quant
     return new.train(layer.training)
 
 
@@ -146,7 +151,7 @@ _RELU_FUNCTIONS = {F.relu: False, torch.relu: False, F.relu_: True, torch.relu_:
 _RELU_METHODS = {"relu": False, "relu_": True}
 
 
-def _replace_functional_relus(model: nn.Module, act_bits: int | None) -> nn.Module:
+def _replace_functional_relus(model: nn.Module, make_act) -> nn.Module:
     """Rewrite ``F.relu(x)``, ``torch.relu(x)``, ``x.relu()`` calls (and their in-place forms)
     into QuantAct modules (torch.fx); ``F.relu(x, inplace=True)`` gives an in-place QuantAct."""
     graph_module = torch.fx.symbolic_trace(model)
@@ -160,7 +165,7 @@ def _replace_functional_relus(model: nn.Module, act_bits: int | None) -> nn.Modu
             continue
         inplace = inplace or bool(node.kwargs.get("inplace", node.args[1:2] == (True,)))
         name = f"functional_relu_{found}"
-        graph_module.add_submodule(name, QuantAct(act_bits, inplace))
+        graph_module.add_submodule(name, QuantAct(make_act(name), inplace))
         with graph_module.graph.inserting_after(node):
             new = graph_module.graph.call_module(name, (node.args[0],))
         node.replace_all_uses_with(new)
@@ -186,13 +191,15 @@ def quantize_model(
     first_last: str = "8bit",
     overrides: dict[str, int | None] | None = None,
 ) -> nn.Module:
-    """Convert ``model`` for quantization-aware training with ``method`` at ``bits``.
+    """Convert ``model`` for quantization-aware training with quantizer ``method`` at ``bits``.
 
-    Returns the converted model (the same object, or a ``torch.fx.GraphModule`` when functional
-    ReLUs had to be rewritten). Parameters are shared, not copied. See the module docstring for
-    how per-layer bits are resolved; :func:`layer_table` lists them.
+    ``method`` is a name of :data:`~sinreq.quant.QUANTIZERS` (``dorefa``, ``wrpn``, ``lsq``, or
+    one registered from outside). Returns the converted model (the same object, or a
+    ``torch.fx.GraphModule`` when functional ReLUs had to be rewritten). Parameters are shared,
+    not copied. See the module docstring for how per-layer bits are resolved; :func:`layer_table`
+    lists them.
     """
-    check_method(method)
+    quantizer = QUANTIZERS.get(method)
     check_bits(bits)
     if act_bits is not None:
         check_bits(act_bits, "act_bits")
@@ -210,20 +217,21 @@ def quantize_model(
     edge_bits = {"fp": None, "8bit": 8, "quantize": bits}[first_last]
     edges = edge_layers(weight_layers)
 
+    def act(name: str) -> nn.Module | None:
+        b = _resolve(name, act_bits, overrides)
+        return None if b is None else quantizer.act(b)
+
     if act_bits is not None:
-        model = _replace_functional_relus(model, act_bits)
+        model = _replace_functional_relus(model, act)
     for name, module in list(model.named_modules()):
         for child_name, child in list(module.named_children()):
             full = f"{name}.{child_name}" if name else child_name
             quantized = _quantized_class(full, child)
             if quantized is not None:
-                default = edge_bits if full in edges else bits
-                new = quantized.from_float(child, method, _resolve(full, default, overrides))
+                b = _resolve(full, edge_bits if full in edges else bits, overrides)
+                new = quantized.from_float(child, None if b is None else quantizer(b))
             elif act_bits is not None and isinstance(child, nn.ReLU):
-                new = QuantAct(_resolve(full, act_bits, overrides), child.inplace)
-            elif isinstance(child, QuantAct):
-                child.bits = _resolve(full, act_bits, overrides)
-                continue
+                new = QuantAct(act(full), child.inplace)
             else:
                 continue
             setattr(module, child_name, new)

@@ -1,15 +1,16 @@
 """Results, gap-closure tables, plots and claim checks: ``sinreq report`` and ``sinreq check``.
 
 Accuracy is the final-epoch top-1 test accuracy (``test_acc``, in %) of each run. Within a
-configuration (:data:`~sinreq.report.results.CONFIG_KEYS`), runs with ``lambda == 0`` are **Q**
-(plain quantized training), runs with ``lambda > 0`` and ``regularizer == "sinreq"`` are
-**Q+SinReQ** (one row per SinReQ setting ``(lambda, domain, schedule)`` when several were run),
-``regularizer == "msqe"`` runs are the MSQE control. **FP** is the mean of the ``method == "fp"``
+configuration (:data:`~sinreq.report.results.CONFIG_KEYS`), every run belongs to an *arm*:
+runs with ``lambda == 0`` are **Q** (plain quantized training), runs with ``lambda > 0`` are
+**Q+R** for their regularizer R (``q+sinreq``, ``q+msqe``, ``q+kure``, ...; with the options
+that tell R's settings apart when several were run), each compared with Q separately (one row
+per arm setting ``(lambda, domain, schedule)``). **FP** is the mean of the ``method == "fp"``
 runs of the same model, dataset and width: the FP baselines continued for the fine-tune's epochs
 (``phase == "final"``) where they exist, so the gap is not a difference in training length.
 Lambda-tuning runs (``phase == "tune"``) are read for the lambda selection only.
 
-- :mod:`~sinreq.report.results`: run folders -> the results table;
+- :mod:`~sinreq.report.results`: run folders -> the results table, arms;
 - :mod:`~sinreq.report.tables`: gap closure, summaries, statistics, lambda selection, mechanism;
 - :mod:`~sinreq.report.claims`: the reference file and ``sinreq check``;
 - :mod:`~sinreq.report.markdown` and :mod:`~sinreq.report.plots`: ``summary.md`` and the plots.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 from sinreq.report.claims import (
@@ -36,6 +38,7 @@ from sinreq.report.markdown import summary_markdown
 from sinreq.report.plots import plot_acc_vs_bits, plot_gap_closure, plot_mechanism, plot_weight_hist
 from sinreq.report.results import (
     CONFIG_KEYS,
+    PRIMARY_ARM,
     RESULT_COLUMNS,
     SETTING_KEYS,
     collect_results,
@@ -52,7 +55,7 @@ from sinreq.report.tables import (
     lambda_selection,
     mechanism_table,
     method_statistics,
-    seed_matrix,
+    seed_matrices,
     summary,
 )
 
@@ -78,7 +81,8 @@ def report_command(
 
     Files: :data:`TABLE_FILES` (:func:`collect_results`, :func:`gap_table`,
     :func:`lambda_selection`, :func:`mechanism_table`, :func:`acc_vs_bits`), ``summary.json``
-    (per method: :func:`summary` and :func:`method_statistics`, NaN as null, plus ``runs``),
+    (per method and arm: :func:`summary` and :func:`method_statistics`, NaN as null, plus
+    ``runs``),
     ``summary.md`` (beside the paper's claims of ``reference`` when given) and
     :data:`PLOT_FILES`. Every table is computed before the first file is written.
     """
@@ -88,8 +92,8 @@ def report_command(
     selection, mechanism = lambda_selection(results), mechanism_table(results)
     curves = acc_vs_bits(reported, gap)
     per_method = summary(gap)
-    for method, extra in method_statistics(results, gap).items():
-        per_method.setdefault(method, {}).update(extra)
+    for key, extra in method_statistics(results, gap).items():
+        per_method.setdefault(key, {}).update(extra)
     paper = paper_values(load_reference(reference)) if reference is not None else None
     markdown = summary_markdown(results, gap, per_method, paper, selection, mechanism)
     metrics = {m: {k: _json_number(v) for k, v in s.items()} for m, s in per_method.items()}
@@ -113,7 +117,8 @@ def report_command(
 def _log_to_mlflow(
     tracking_uri: str, experiment: str, metrics: dict, runs: int, files: list[Path]
 ) -> None:
-    """One MLflow run named "report": every finite ``method.metric``, ``runs``, the files."""
+    """One MLflow run named "report": every finite ``key.metric`` (characters MLflow refuses in a
+    name, such as ``+`` and ``=``, as ``_``), ``runs``, the files."""
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
@@ -121,8 +126,8 @@ def _log_to_mlflow(
     with mlflow.start_run(run_name="report"):
         mlflow.set_tag("kind", "report")
         logged = {
-            f"{method}.{key}": float(value)
-            for method, values in metrics.items()
+            re.sub(r"[^\w./ :-]", "_", f"{group}.{key}"): float(value)
+            for group, values in metrics.items()
             for key, value in values.items()
             if value is not None
         }
@@ -132,27 +137,9 @@ def _log_to_mlflow(
 
 
 __all__ = [
-    "ALPHA",
-    "CONFIG_KEYS",
-    "GAP_COLUMNS",
-    "RESULT_COLUMNS",
-    "RUN_METRICS",
-    "SETTING_KEYS",
-    "SUMMARY_METRICS",
-    "Claim",
-    "acc_vs_bits",
-    "check_command",
-    "collect_results",
-    "find_runs",
-    "gap_closure",
-    "gap_table",
-    "lambda_selection",
-    "load_reference",
-    "mechanism_table",
-    "method_statistics",
-    "read_results",
-    "reported_runs",
-    "report_command",
-    "seed_matrix",
-    "summary",
-]
+    "ALPHA", "CONFIG_KEYS", "GAP_COLUMNS", "PRIMARY_ARM", "RESULT_COLUMNS", "RUN_METRICS",
+    "SETTING_KEYS", "SUMMARY_METRICS", "Claim", "acc_vs_bits", "check_command", "collect_results",
+    "find_runs", "gap_closure", "gap_table", "lambda_selection", "load_reference",
+    "mechanism_table", "method_statistics", "read_results", "reported_runs", "report_command",
+    "seed_matrices", "summary",
+]  # fmt: skip

@@ -24,11 +24,12 @@ from pydantic import (
 )
 
 from sinreq.report.results import (
-    QUANT_METHODS,
+    PRIMARY_ARM,
     RESULT_COLUMNS,
     match,
     read_results,
     reported_runs,
+    summary_key,
     with_defaults,
 )
 from sinreq.report.tables import gap_table, summary
@@ -63,10 +64,11 @@ class Scope(BaseModel):
 
 
 class Claim(BaseModel):
-    """One reference entry: ``metric`` (of ``method``'s summary, or the mean test accuracy of the
-    runs matching ``select``) should be ``expected`` within ``tolerance`` (absolute, in the
-    metric's units). ``expected: null`` = not recorded yet; ``informational`` claims are judged
-    and shown but never fail the check."""
+    """One reference entry: ``metric`` (of the summary of quantizer ``method`` and regularized
+    ``arm``, by default SinReQ's, or the mean test accuracy of the runs matching ``select``)
+    should be ``expected`` within ``tolerance`` (absolute, in the metric's units).
+    ``expected: null`` = not recorded yet; ``informational`` claims are judged and shown but
+    never fail the check."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -76,6 +78,7 @@ class Claim(BaseModel):
     source: Text
     metric: Literal[SummaryMetric, RunMetric]
     method: str | None = None
+    arm: Text = PRIMARY_ARM
     select: dict[str, Any] | None = None
     expected: FiniteFloat | None
     tolerance: float = Field(ge=0, allow_inf_nan=False)
@@ -85,10 +88,9 @@ class Claim(BaseModel):
     @model_validator(mode="after")
     def _metric_has_its_inputs(self) -> Claim:
         """Summary metrics need a quantizer ``method``; run metrics a ``select`` of columns."""
-        if self.metric in SUMMARY_METRICS and self.method not in QUANT_METHODS:
-            allowed = ", ".join(QUANT_METHODS)
+        if self.metric in SUMMARY_METRICS and (not self.method or self.method == "fp"):
             raise ValueError(
-                f"metric {self.metric!r} needs 'method' (one of {allowed}), got {self.method!r}"
+                f"metric {self.metric!r} needs 'method' (a quantizer's name), got {self.method!r}"
             )
         if self.metric in RUN_METRICS:
             if not self.select:
@@ -154,17 +156,19 @@ def load_reference(path: Path) -> list[dict[str, Any]]:
 
 
 def paper_values(claims: list[dict[str, Any]] | None) -> dict[str, dict[str, float]]:
-    """``{method: {metric: expected}}`` of the paper's claims (``kind: claim``) in the reference."""
+    """``{summary key: {metric: expected}}`` of the paper's claims (``kind: claim``) in the
+    reference (keys as :func:`~sinreq.report.results.summary_key`)."""
     values: dict[str, dict[str, float]] = {}
     for claim in claims or []:
         if claim["kind"] == "claim" and claim.get("method") and claim["expected"] is not None:
-            values.setdefault(claim["method"], {}).setdefault(claim["metric"], claim["expected"])
+            key = summary_key(claim["method"], claim["arm"])
+            values.setdefault(key, {}).setdefault(claim["metric"], claim["expected"])
     return values
 
 
-def paper_closure(paper: dict[str, dict[str, float]], method: str) -> float | None:
-    """The paper's closure for ``method`` (whichever definition the reference files it under)."""
-    values = paper.get(method, {})
+def paper_closure(paper: dict[str, dict[str, float]], key: str) -> float | None:
+    """The paper's closure for summary ``key`` (whichever definition the reference uses)."""
+    values = paper.get(key, {})
     return values.get("closure_mean_of_ratios", values.get("closure_ratio_of_means"))
 
 
@@ -176,10 +180,11 @@ def _measure(claim: dict[str, Any], results: pd.DataFrame, summaries: dict) -> f
         rows = tuple(results.index)
         if rows not in summaries:
             summaries[rows] = summary(gap_table(results))
-        return summaries[rows][claim["method"]][metric]
+        key = summary_key(claim["method"], claim["arm"])
+        return summaries[rows].get(key, {}).get(metric, math.nan)
     select = dict(claim["select"])
     if metric == "fp_test_acc":
-        select["method"] = "fp"
+        select.update(method="fp", arm="fp")
     reported = reported_runs(with_defaults(results))
     chosen = reported[match(reported, select)]["test_acc"].dropna()
     return float(chosen.mean()) if len(chosen) else math.nan
@@ -248,18 +253,17 @@ def check_command(results: Path, reference: Path, profile: str | None = None) ->
         counts[verdict] += 1
         failed |= verdict == FAIL and not claim["informational"]
         rows.append(
-            [
-                claim["id"],
-                claim["description"],
-                fmt(claim["expected"], "g"),
-                fmt(measured),
-                fmt(claim["tolerance"], "g"),
-                verdict,
-                note,
-            ]
+            {
+                "id": claim["id"],
+                "description": claim["description"],
+                "expected": fmt(claim["expected"], "g"),
+                "measured": fmt(measured),
+                "tolerance": fmt(claim["tolerance"], "g"),
+                "verdict": verdict,
+                "note": note,
+            }
         )
-    headers = ["id", "description", "expected", "measured", "tolerance", "verdict", "note"]
-    print(table(headers, rows))
+    print(table(rows) if rows else "no claims")
     print(
         f"\n{counts[PASS]} pass, {counts[FAIL]} fail, {counts[NOT_MEASURED]} not measured "
         f"(profile: {profile or 'unknown'}"

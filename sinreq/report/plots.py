@@ -1,12 +1,14 @@
-"""The report's plots: accuracy against bits, gap closure per configuration, weight histograms of
-a representative Q / Q+SinReQ pair, and the mechanism (near-level share, mean sin^2)."""
+"""The report's plots: accuracy against bits, gap closure per configuration and arm, weight
+histograms of a representative configuration (Q beside each regularized arm), and the mechanism
+(near-level share, mean sin^2). Methods and arms get colours and line styles from cycles, in
+sorted order (``q`` first), so any quantizer or regularizer name can be drawn."""
 
 from __future__ import annotations
 
 import itertools
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -14,22 +16,38 @@ from sinreq.plotting import pyplot
 from sinreq.report.claims import paper_closure
 from sinreq.report.results import (
     CONFIG_KEYS,
-    QUANT_METHODS,
-    SETTING_KEYS,
+    layer_grid,
     match,
-    normalized_weights,
     regularized_layers,
+    with_defaults,
 )
-from sinreq.report.tables import describe
-from sinreq.report.text import METHOD_NAME, config_label
+from sinreq.report.tables import ARM_KEYS, arm_groups, describe, variant_labels
+from sinreq.report.text import config_label, name
 
 if TYPE_CHECKING:
     import pandas as pd
 
-_METHOD_STYLE = {"dorefa": "-", "wrpn": "--"}
-_VARIANT_COLOR = {"q": "tab:blue", "q+msqe": "tab:green"}
-_METHOD_COLOR = {"dorefa": "tab:blue", "wrpn": "tab:orange"}
-_SINREQ_COLORS = ("tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
+_STYLES = ("-", "--", ":", "-.")
+
+
+def palette(names: Any, first: str = "q") -> dict[str, Any]:
+    """A colour per name from matplotlib's colour cycle (tab10 by default): ``first`` the first
+    (present or not, so that an arm keeps its colour from plot to plot), then the others
+    sorted; every name gets one, however many there are."""
+    cycle = pyplot().rcParams["axes.prop_cycle"].by_key()["color"]
+    ordered = sorted({first, *(str(n) for n in names)}, key=lambda n: (n != first, n))
+    return dict(zip(ordered, itertools.cycle(cycle)))
+
+
+def _save(fig: Any, path: Path, dpi: int) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    pyplot().close(fig)
+
+
+def _empty(ax: Any, text: str, fontsize: float = 9) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=fontsize)
+    ax.set_axis_off()
 
 
 def plot_acc_vs_bits(results: pd.DataFrame, curves: pd.DataFrame, path: Path) -> None:
@@ -37,17 +55,17 @@ def plot_acc_vs_bits(results: pd.DataFrame, curves: pd.DataFrame, path: Path) ->
     (line style) and variant (colour) the mean over seeds against weight bits, std error bars."""
     import pandas as pd
 
-    plt = pyplot()
+    plt, results = pyplot(), with_defaults(results)
     panels = sorted(set(zip(results["model"], results["dataset"], strict=True)))
     fig, axes = plt.subplots(
         1, max(1, len(panels)), figsize=(5.2 * max(1, len(panels)), 4), squeeze=False
     )
-    colors, spare = dict(_VARIANT_COLOR), itertools.cycle(_SINREQ_COLORS)
+    quantized = curves[curves["method"] != "fp"]
+    colors = palette(quantized["variant"])
+    styles = dict(zip(sorted(set(quantized["method"])), itertools.cycle(_STYLES)))
     for ax, (model, dataset) in zip(axes.flat, panels, strict=False):
         fp = results[
-            (results["method"] == "fp")
-            & (results["model"] == model)
-            & (results["dataset"] == dataset)
+            (results["arm"] == "fp") & (results["model"] == model) & (results["dataset"] == dataset)
         ]
         mean, std, n = describe(fp["test_acc"])
         if n:
@@ -56,9 +74,7 @@ def plot_acc_vs_bits(results: pd.DataFrame, curves: pd.DataFrame, path: Path) ->
                 ax.axhspan(mean - std, mean + std, color="black", alpha=0.12)
         else:
             ax.text(0.02, 0.02, "FP not measured", transform=ax.transAxes, fontsize=8)
-        panel = curves[
-            (curves["model"] == model) & (curves["dataset"] == dataset) & (curves["method"] != "fp")
-        ]
+        panel = quantized[(quantized["model"] == model) & (quantized["dataset"] == dataset)]
         for (method, act, variant), line in panel.groupby(
             ["method", "act_bits", "variant"], dropna=False
         ):
@@ -68,8 +84,8 @@ def plot_acc_vs_bits(results: pd.DataFrame, curves: pd.DataFrame, path: Path) ->
                 line["bits"].astype(float),
                 line["acc_mean"],
                 yerr=line["acc_std"].fillna(0),
-                ls=_METHOD_STYLE.get(method, ":"),
-                color=colors.setdefault(variant, next(spare)),
+                ls=styles[method],
+                color=colors[variant],
                 marker="o",
                 ms=4,
                 capsize=3,
@@ -82,107 +98,99 @@ def plot_acc_vs_bits(results: pd.DataFrame, curves: pd.DataFrame, path: Path) ->
         ax.legend(fontsize=7)
     if not panels:
         axes[0, 0].text(0.5, 0.5, "no runs", ha="center", transform=axes[0, 0].transAxes)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path, 100)
 
 
 def plot_gap_closure(gap: pd.DataFrame, paper: dict[str, dict[str, float]], path: Path) -> None:
-    """One bar per configuration (colour = method; pale = gain within noise), with the paper's
-    average closure per method as a horizontal line when the reference gives it."""
+    """Per configuration, one bar per arm setting (colour = arm; pale = gain within noise), with
+    the paper's average closure per method (primary arm) as a horizontal line when given."""
     from matplotlib.patches import Patch
 
     plt = pyplot()
     rows = gap.dropna(subset=["closure_pct"]).reset_index(drop=True)
+    rows["variant"] = variant_labels(rows)
+    configs = rows.drop_duplicates([*CONFIG_KEYS]).reset_index(drop=True)
     fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(rows) + 2.5), 4.2))
     if rows.empty:
-        ax.text(
-            0.5,
-            0.5,
-            "gap closure not measured (needs FP, Q and Q+SinReQ runs)",
-            ha="center",
-            va="center",
-            transform=ax.transAxes,
-        )
-        ax.set_axis_off()
-    else:
-        for i, row in rows.iterrows():
+        _empty(ax, "gap closure not measured (needs FP, Q and Q+regularizer runs)")
+        _save(fig, path, 100)
+        return
+    colors = palette(rows["variant"])
+    for i, config in configs.iterrows():
+        bars = rows[match(rows, {k: config[k] for k in CONFIG_KEYS})]
+        width = 0.8 / len(bars)
+        for j, (_, row) in enumerate(bars.iterrows()):
             ax.bar(
-                i,
+                i - 0.4 + width * (j + 0.5),
                 row["closure_pct"],
-                color=_METHOD_COLOR.get(row["method"], "tab:gray"),
+                width=width,
+                color=colors[row["variant"]],
                 alpha=0.4 if row["verdict"] == "no difference" else 1.0,
             )
-        ax.set_xticks(range(len(rows)))
-        labels = [f"{r['model']}\n{r['dataset']}\n{config_label(r)}" for _, r in rows.iterrows()]
-        ax.set_xticklabels(labels, fontsize=6)
-        ax.axhline(0, color="black", lw=0.8)
-        handles = [Patch(color=c, label=METHOD_NAME[m]) for m, c in _METHOD_COLOR.items()]
-        handles.append(Patch(color="gray", alpha=0.4, label="pale: no difference (Holm)"))
-        for method, color in _METHOD_COLOR.items():
-            value = paper_closure(paper, method)
-            if value is not None:
-                handles.append(
-                    ax.axhline(value, color=color, ls=":", label=f"paper {METHOD_NAME[method]}")
-                )
-        ax.set_ylabel("gap closed by SinReQ (%)")
-        ax.legend(handles=handles, fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    ax.set_xticks(range(len(configs)))
+    labels = [f"{r['model']}\n{r['dataset']}\n{config_label(r)}" for _, r in configs.iterrows()]
+    ax.set_xticklabels(labels, fontsize=6)
+    ax.axhline(0, color="black", lw=0.8)
+    handles = [Patch(color=c, label=v) for v, c in colors.items() if v != "q"]
+    handles.append(Patch(color="gray", alpha=0.4, label="pale: no difference (Holm)"))
+    methods = sorted(set(rows["method"]))
+    for (key, method, _), style in zip(arm_groups(rows), itertools.cycle(_STYLES), strict=False):
+        value = paper_closure(paper, key)
+        if value is not None and method in methods:
+            handles.append(ax.axhline(value, color="gray", ls=style, label=f"paper {name(key)}"))
+    ax.set_ylabel("gap closed by the regularizer (%)")
+    ax.legend(handles=handles, fontsize=7)
+    _save(fig, path, 100)
 
 
-def _representative_runs(
+def _representative(
     results: pd.DataFrame, gap: pd.DataFrame, method: str
-) -> tuple[pd.Series, pd.Series, pd.Series] | None:
-    """``(gap row, Q run, Q+SinReQ run)`` shown for ``method``: the lowest bits of the first
-    (model, dataset) having both variants, runs of the smallest seed (common to both if any)."""
+) -> list[tuple[str, pd.Series, pd.Series, pd.Series]] | None:
+    """The panels shown for ``method``: ``(title, gap row, run, regularized run)`` for Q and each
+    arm setting of the lowest bits of the first (model, dataset) with Q and a regularized arm;
+    runs of the smallest seed (common to all if any). The layers drawn are those the regularized
+    run's regularizer acts on (for Q: the first arm's)."""
     rows = gap[(gap["method"] == method) & (gap["q_n"] > 0) & (gap["qs_n"] > 0)]
     if rows.empty:
         return None
-    model, dataset = min(zip(rows["model"], rows["dataset"], strict=True))
-    rows = rows[(rows["model"] == model) & (rows["dataset"] == dataset)]
-    row = rows.sort_values("bits", kind="stable").iloc[0]
-    config = results[match(results, {k: row[k] for k in CONFIG_KEYS})]
-    q_runs = config[config["lambda"] == 0]
-    qs_runs = config[
-        match(config, {k: row[k] for k in SETTING_KEYS}) & (config["regularizer"] == "sinreq")
-    ]
-    common = set(q_runs["seed"]) & set(qs_runs["seed"])
+    first = rows.sort_values(["model", "dataset", "bits"], kind="stable").iloc[0]
+    config_keys = {k: first[k] for k in CONFIG_KEYS}
+    rows = rows[match(rows, config_keys)]
+    config = results[match(results, config_keys)]
+    runs = [config[config["arm"] == "q"]]
+    runs += [config[match(config, {k: r[k] for k in ARM_KEYS})] for _, r in rows.iterrows()]
+    common = set.intersection(*(set(r["seed"]) for r in runs))
 
-    def pick(runs: pd.DataFrame) -> pd.Series:
-        seed = min(common) if common else runs["seed"].min()
-        return runs[runs["seed"] == seed].iloc[0]
+    def pick(frame: pd.DataFrame) -> pd.Series:
+        seed = min(common) if common else frame["seed"].min()
+        return frame[frame["seed"] == seed].iloc[0]
 
-    return row, pick(q_runs), pick(qs_runs)
+    picked = [pick(r) for r in runs]
+    panels = [("Q", first, picked[0], picked[1])]
+    for label, (_, row), run in zip(variant_labels(rows), rows.iterrows(), picked[1:], strict=True):
+        panels.append((label.replace("q+", "Q+"), row, run, run))
+    return panels
 
 
-def _weight_panel(ax, row: pd.Series, run: pd.Series, qs_run: pd.Series, variant: str) -> None:
-    """The histogram of ``run``'s weights in the layers SinReQ regularized in ``qs_run``, titled
-    with the share near a level; the reason in the panel when they cannot be read."""
+def _weight_panel(
+    ax: Any, row: pd.Series, run: pd.Series, reg_run: pd.Series, title: str, color: Any
+) -> None:
+    """The histogram of ``run``'s weights in the layers regularized in ``reg_run``, titled with
+    the share near a level; the reason in the panel when they cannot be read."""
+    from sinreq.mechanism import NEAR_LEVEL_FRACTION, near_level_fraction
     from sinreq.plotting import draw_weight_histogram
-    from sinreq.regularizers import NEAR_LEVEL_FRACTION, near_level_fraction
 
     method, bits = row["method"], int(row["bits"])
-    title = f"{row['model']} {config_label(row)} {variant}, seed {run['seed']}"
+    title = f"{row['model']} {config_label(row)} {title}, seed {run['seed']}"
     try:
-        layers = regularized_layers(Path(qs_run["path"]), bits)
-        x = normalized_weights(Path(run["path"]), layers, method)
+        layers = regularized_layers(Path(reg_run["path"]), bits)
+        grid = layer_grid(Path(run["path"]), layers, method, bits)
     except ValueError as err:
-        ax.text(
-            0.5,
-            0.5,
-            f"not measured:\n{err}",
-            ha="center",
-            va="center",
-            transform=ax.transAxes,
-            fontsize=7,
-            wrap=True,
-        )
+        _empty(ax, f"not measured:\n{err}", fontsize=7)
         ax.set_title(title, fontsize=8)
         return
-    draw_weight_histogram(ax, x, method, bits, color=_METHOD_COLOR[method])
-    near = near_level_fraction(x, method, bits)
+    draw_weight_histogram(ax, grid.x, grid, color=color)
+    near = near_level_fraction(grid)
     ax.set_title(
         f"{title}; {100 * near:.0f} % within {NEAR_LEVEL_FRACTION:g} step of a level", fontsize=8
     )
@@ -190,63 +198,53 @@ def _weight_panel(ax, row: pd.Series, run: pd.Series, qs_run: pd.Series, variant
 
 
 def plot_weight_hist(results: pd.DataFrame, gap: pd.DataFrame, path: Path) -> None:
-    """Per method, one representative configuration (:func:`_representative_runs`): histograms
-    of the regularized layers' latent weights in the quantizer's coordinates, without (left) and
-    with SinReQ (right), against the level grid."""
-    plt = pyplot()
-    fig, axes = plt.subplots(len(QUANT_METHODS), 2, figsize=(10, 3.2 * len(QUANT_METHODS)))
-    for row_axes, method in zip(axes, QUANT_METHODS, strict=True):
-        chosen = _representative_runs(results, gap, method)
-        if chosen is None:
-            for ax in row_axes:
-                ax.text(
-                    0.5,
-                    0.5,
-                    f"{METHOD_NAME[method]}: not measured (no Q and Q+SinReQ runs)",
-                    ha="center",
-                    va="center",
-                    transform=ax.transAxes,
-                    fontsize=9,
-                )
+    """Per method, one representative configuration (:func:`_representative`): histograms of
+    the regularized layers' latent weights in the quantizer's coordinates, without (left) and
+    with each regularized arm, against the level grid."""
+    plt, results = pyplot(), with_defaults(results)
+    methods = sorted(set(gap["method"].dropna())) or ["-"]
+    panels = {m: _representative(results, gap, m) for m in methods}
+    colors = palette(methods, first=methods[0])
+    ncols = max([2, *(len(p) for p in panels.values() if p)])
+    fig, axes = plt.subplots(
+        len(methods), ncols, figsize=(5 * ncols, 3.2 * len(methods)), squeeze=False
+    )
+    for row_axes, method in zip(axes, methods, strict=True):
+        for i, ax in enumerate(row_axes):
+            if panels[method] is None:
+                _empty(ax, f"{name(method)}: not measured (no Q and Q+regularizer runs)")
+            elif i < len(panels[method]):
+                title, row, run, reg_run = panels[method][i]
+                _weight_panel(ax, row, run, reg_run, title, colors[method])
+            else:
                 ax.set_axis_off()
-            continue
-        row, q_run, qs_run = chosen
-        _weight_panel(row_axes[0], row, q_run, qs_run, "Q")
-        _weight_panel(row_axes[1], row, qs_run, qs_run, "Q+SinReQ")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    _save(fig, path, 90)
 
 
 def plot_mechanism(mechanism: pd.DataFrame, path: Path) -> None:
     """Two panels (near-level fraction, mean sin^2): per configuration (mean over its layers),
-    Q beside Q+SinReQ."""
+    Q beside each regularized arm."""
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(max(8.0, 0.9 * len(mechanism) + 3), 3.6))
     configs = mechanism.drop_duplicates(list(CONFIG_KEYS)).reset_index(drop=True)
     labels = [f"{r['model']}\n{config_label(r)}" for _, r in configs.iterrows()]
+    colors = {a: c for a, c in palette(mechanism["arm"]).items() if a in set(mechanism["arm"])}
+    width = 0.8 / max(1, len(colors))
     for ax, column, title in (
         (axes[0], "near_level_frac", "weights within 0.1 step of a level"),
         (axes[1], "sin2", "mean sin^2 (0 = on the levels)"),
     ):
-        for offset, variant, color in ((-0.2, "q", "tab:blue"), (0.2, "q+sinreq", "tab:red")):
+        for j, (arm, color) in enumerate(colors.items()):
             values = [
-                mechanism[match(mechanism, {**{k: r[k] for k in CONFIG_KEYS}, "variant": variant})][
+                mechanism[match(mechanism, {**{k: r[k] for k in CONFIG_KEYS}, "arm": arm})][
                     column
                 ].mean()
                 for _, r in configs.iterrows()
             ]
-            ax.bar(
-                np.arange(len(configs)) + offset,
-                values,
-                width=0.4,
-                color=color,
-                label=variant.replace("q", "Q").replace("sinreq", "SinReQ"),
-            )
+            offset = width * (j + 0.5) - 0.4
+            ax.bar(np.arange(len(configs)) + offset, values, width=width, color=color, label=arm)
         ax.set_xticks(range(len(configs)))
         ax.set_xticklabels(labels, fontsize=6)
         ax.set_title(title, fontsize=9)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    _save(fig, path, 90)

@@ -1,14 +1,16 @@
 """The report's tables, computed from the results table (:mod:`sinreq.report.results`).
 
-Per configuration (means over seeds, sample standard deviations with ``ddof = 1``)::
+Each regularized arm R (``q+sinreq``, ``q+msqe``, ...) is compared with ``q`` of the same
+configuration, one comparison per configuration, arm and setting (means over seeds, sample
+standard deviations with ``ddof = 1``)::
 
-    gain  = mean(QS) - mean(Q)                  (points of accuracy)
+    gain  = mean(Q+R) - mean(Q)                  (points of accuracy; columns qs_*)
     gap   = mean(FP) - mean(Q)
     closure_pct = 100 gain / gap                  (gap_closure; NaN when gap == 0)
 
-and the paired test of Q+SinReQ - Q over the seeds that have both (:mod:`sinreq.stats`), with
-Holm's correction over the report's configurations. Per method, over the configurations where
-FP, Q and Q+SinReQ were all measured::
+and the paired test of Q+R - Q over the seeds that have both (:mod:`sinreq.stats`), with Holm's
+correction over every comparison of the report. Per method and arm, over the configurations
+where FP, Q and Q+R were all measured::
 
     closure_mean_of_ratios = mean over configs with gap > 0 of closure_pct
     closure_ratio_of_means = 100 mean(gain) / mean(gap)          (NaN if mean(gap) <= 0)
@@ -20,6 +22,7 @@ plus the pooled test (the seed as the unit) and seed-bootstrap intervals of both
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,11 +30,12 @@ import numpy as np
 
 from sinreq.report.results import (
     CONFIG_KEYS,
-    QUANT_METHODS,
+    PRIMARY_ARM,
     SETTING_KEYS,
     match,
     read_object,
     reported_runs,
+    summary_key,
     with_defaults,
 )
 
@@ -41,36 +45,19 @@ if TYPE_CHECKING:
     from sinreq.stats import PairedResult
 
 ALPHA = 0.05  # significance level of the noise test
+ARM_KEYS: tuple[str, ...] = ("arm", *SETTING_KEYS)
 GAP_COLUMNS: tuple[str, ...] = (
     *CONFIG_KEYS,
-    *SETTING_KEYS,
-    "fp_mean",
-    "fp_std",
-    "fp_n",
-    "q_mean",
-    "q_std",
-    "q_n",
-    "qs_mean",
-    "qs_std",
-    "qs_n",
-    "msqe_mean",
-    "msqe_n",
-    "n_paired",
-    "gain",
-    "gap",
-    "closure_pct",
-    "diff_mean",
-    "diff_ci_low",
-    "diff_ci_high",
-    "diff_std",
-    "p_value",
-    "p_holm",
-    "verdict",
+    *ARM_KEYS,
+    *(f"{v}_{s}" for v in ("fp", "q", "qs") for s in ("mean", "std", "n")),
+    *"n_paired gain gap closure_pct diff_mean diff_ci_low diff_ci_high diff_std".split(),
+    *("p_value", "p_holm", "verdict"),
 )
 
 
 def gap_closure(fp: Any, q: Any, q_sinreq: Any) -> Any:
-    """Share of the FP-to-Q accuracy gap that SinReQ closes, in %: ``100 (q_sinreq - q)/(fp - q)``.
+    """Share of the FP-to-Q accuracy gap that a regularizer closes, in %:
+    ``100 (q_sinreq - q)/(fp - q)``.
 
     Works element-wise on floats, numpy arrays and pandas Series (the result has the type numpy
     gives the arithmetic). Where ``fp == q`` there is no gap to close and the result is NaN.
@@ -98,18 +85,35 @@ def _per_seed(runs: pd.DataFrame, metric: str) -> pd.Series:
     return runs.dropna(subset=[metric]).groupby("seed")[metric].mean()
 
 
-def _setting_row(
-    fp: pd.Series, q: pd.Series, qs: pd.Series, msqe: pd.Series
-) -> tuple[dict[str, Any], PairedResult]:
-    """The statistics of one configuration and SinReQ setting from per-seed accuracies, and its
-    paired test (Holm's correction needs all of them)."""
+def comparisons(
+    results: pd.DataFrame, metric: str = "test_acc"
+) -> Iterator[tuple[dict[str, Any], pd.Series, pd.Series, pd.Series]]:
+    """``(keys, fp, q, qs)`` per configuration and regularized arm setting (:data:`ARM_KEYS`),
+    sorted: the FP (same model, dataset, width), Q and Q+R accuracies per seed. A configuration
+    without regularized runs yields one comparison with an empty ``qs`` and no arm."""
+    df = reported_runs(with_defaults(results))
+    fp_runs = df[df["arm"] == "fp"]
+    for key, config in df[df["method"] != "fp"].groupby(list(CONFIG_KEYS), dropna=False):
+        key = dict(zip(CONFIG_KEYS, key, strict=True))
+        fp = _per_seed(
+            fp_runs[match(fp_runs, {k: key[k] for k in ("model", "dataset", "width")})], metric
+        )
+        q = _per_seed(config[config["arm"] == "q"], metric)
+        regularized = config[config["arm"] != "q"]
+        settings = list(regularized.groupby(list(ARM_KEYS), dropna=False))
+        for setting, runs in settings or [((None, math.nan, None, None), regularized)]:
+            keys = {**key, **dict(zip(ARM_KEYS, setting, strict=True))}
+            yield keys, fp, q, _per_seed(runs, metric)
+
+
+def _comparison_row(fp: pd.Series, q: pd.Series, qs: pd.Series) -> tuple[dict, PairedResult]:
+    """The statistics of one comparison from per-seed accuracies, and its paired test (Holm's
+    correction needs all of them)."""
     from sinreq.stats import paired_difference
 
     row: dict[str, Any] = {}
-    row["fp_mean"], row["fp_std"], row["fp_n"] = describe(fp)
-    row["q_mean"], row["q_std"], row["q_n"] = describe(q)
-    row["qs_mean"], row["qs_std"], row["qs_n"] = describe(qs)
-    row["msqe_mean"], _, row["msqe_n"] = describe(msqe)
+    for name, acc in (("fp", fp), ("q", q), ("qs", qs)):
+        row[f"{name}_mean"], row[f"{name}_std"], row[f"{name}_n"] = describe(acc)
     common = q.index.intersection(qs.index)
     test = paired_difference(q[common].to_numpy(), qs[common].to_numpy(), ALPHA)
     row["n_paired"] = test.n
@@ -122,8 +126,9 @@ def _setting_row(
 
 
 def gap_table(results: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
-    """One row per configuration and SinReQ setting: FP / Q / Q+SinReQ statistics of ``metric``,
-    gain, gap, ``closure_pct`` and the noise test (see the module docstring for every formula).
+    """One row per configuration and regularized arm setting (:func:`comparisons`): FP / Q / Q+R
+    statistics of ``metric``, gain, gap, ``closure_pct`` and the noise test (see the module
+    docstring for every formula; Holm runs over all rows).
 
     ``results`` needs the columns ``model, dataset, method, bits, seed, lambda`` and ``metric``;
     the other grouping columns default to "not set". Missing cells are NaN.
@@ -132,23 +137,11 @@ def gap_table(results: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
 
     from sinreq.stats import holm, verdicts
 
-    df = reported_runs(with_defaults(results))
-    fp_runs = df[df["method"] == "fp"]
-    quantized = df[df["method"] != "fp"]
     rows, tests = [], []
-    for key, config in quantized.groupby(list(CONFIG_KEYS), dropna=False, sort=True):
-        key = dict(zip(CONFIG_KEYS, key, strict=True))
-        same_net = {k: key[k] for k in ("model", "dataset", "width")}
-        fp = _per_seed(fp_runs[match(fp_runs, same_net)], metric)
-        q = _per_seed(config[config["lambda"] == 0], metric)
-        regularized = config[config["lambda"] > 0]
-        msqe = _per_seed(regularized[regularized["regularizer"] == "msqe"], metric)
-        sinreq = regularized[regularized["regularizer"] == "sinreq"]
-        settings = list(sinreq.groupby(list(SETTING_KEYS), dropna=False, sort=True))
-        for setting, runs in settings or [((math.nan, None, None), sinreq)]:
-            stats, test = _setting_row(fp, q, _per_seed(runs, metric), msqe)
-            rows.append({**key, **dict(zip(SETTING_KEYS, setting, strict=True)), **stats})
-            tests.append(test)
+    for keys, fp, q, qs in comparisons(results, metric):
+        stats, test = _comparison_row(fp, q, qs)
+        rows.append({**keys, **stats})
+        tests.append(test)
     gap = pd.DataFrame(rows, columns=list(GAP_COLUMNS))
     if rows:
         gap["p_holm"] = holm([t.p for t in tests], ALPHA)[0]
@@ -158,9 +151,20 @@ def gap_table(results: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
     return gap
 
 
+def arm_groups(gap: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """``(summary key, method, arm)`` of every method and regularized arm in ``gap`` (the primary
+    arm first; a method without any regularized run gets the primary arm, unmeasured)."""
+    out = []
+    for method in sorted(set(gap["method"].dropna())):
+        arms = set(gap.loc[gap["method"] == method, "arm"].dropna())
+        for arm in sorted(arms, key=lambda a: (a != PRIMARY_ARM, a)) or [PRIMARY_ARM]:
+            out.append((summary_key(method, arm), method, arm))
+    return out
+
+
 def summary(gap: pd.DataFrame) -> dict[str, dict[str, float | int]]:
-    """Per method (always ``dorefa`` and ``wrpn``, plus any other in ``gap``), over the
-    configurations with FP, Q and Q+SinReQ all measured:
+    """Per method and arm (:func:`arm_groups`; the key is the method's name for the primary arm),
+    over the configurations with FP, Q and Q+R all measured:
 
     - ``closure_mean_of_ratios``: mean of ``closure_pct`` over those with ``gap > 0`` (%);
     - ``closure_ratio_of_means``: ``100 mean(gain) / mean(gap)``, NaN if ``mean(gap) <= 0`` (%);
@@ -170,14 +174,14 @@ def summary(gap: pd.DataFrame) -> dict[str, dict[str, float | int]]:
 
     Unmeasured numbers are NaN.
     """
-    methods = list(QUANT_METHODS) + sorted(set(gap["method"]) - set(QUANT_METHODS))
     out: dict[str, dict[str, float | int]] = {}
-    for method in methods:
-        rows = gap[gap["method"] == method].dropna(subset=["fp_mean", "q_mean", "qs_mean"])
+    for key, method, arm in arm_groups(gap):
+        rows = gap[(gap["method"] == method) & (gap["arm"] == arm)]
+        rows = rows.dropna(subset=["fp_mean", "q_mean", "qs_mean"])
         positive = rows[rows["gap"] > 0]
         mean_gain = float(rows["gain"].mean()) if len(rows) else math.nan
         mean_gap = float(rows["gap"].mean()) if len(rows) else math.nan
-        out[method] = {
+        out[key] = {
             "closure_mean_of_ratios": (
                 float(positive["closure_pct"].mean()) if len(positive) else math.nan
             ),
@@ -194,52 +198,36 @@ def summary(gap: pd.DataFrame) -> dict[str, dict[str, float | int]]:
     return out
 
 
-def seed_matrix(
-    results: pd.DataFrame, gap: pd.DataFrame, method: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(fp, q, qs)`` accuracies of shape (seeds, configurations) for ``method``'s rows of
-    ``gap`` that have all three (NaN where a seed lacks a run): the input of the pooled test and
-    of the bootstrap."""
-    df = reported_runs(with_defaults(results))
-    rows = gap[gap["method"] == method].dropna(subset=["fp_mean", "q_mean", "qs_mean"])
-    seeds = sorted(set(df["seed"].dropna()))
-    columns: dict[str, list[pd.Series]] = {"fp": [], "q": [], "qs": []}
-    for _, row in rows.iterrows():
-        config = df[match(df, {k: row[k] for k in CONFIG_KEYS})]
-        fp = df[
-            match(
-                df,
-                {
-                    "method": "fp",
-                    "model": row["model"],
-                    "dataset": row["dataset"],
-                    "width": row["width"],
-                },
-            )
-        ]
-        qs_runs = config[
-            match(config, {k: row[k] for k in SETTING_KEYS}) & (config["regularizer"] == "sinreq")
-        ]
-        q_runs = config[config["lambda"] == 0]
-        for name, runs in (("fp", fp), ("q", q_runs), ("qs", qs_runs)):
-            columns[name].append(_per_seed(runs, "test_acc").reindex(seeds))
-    shape = (len(seeds), 0)
-    return tuple(
-        np.column_stack([c.to_numpy(float) for c in columns[n]]) if columns[n] else np.empty(shape)
-        for n in ("fp", "q", "qs")
-    )  # type: ignore[return-value]
+def seed_matrices(results: pd.DataFrame) -> dict[tuple[str, str], tuple[np.ndarray, ...]]:
+    """Per ``(method, arm)``: the ``(fp, q, qs)`` test accuracies of shape (seeds,
+    comparisons) over the comparisons with all three measured (NaN where a seed lacks a run;
+    every seed of the reported runs is a row): the input of the pooled test and the bootstrap."""
+    seeds = sorted(set(reported_runs(with_defaults(results))["seed"].dropna()))
+    columns: dict[tuple[str, str], list[tuple[pd.Series, ...]]] = {}
+    for keys, *accs in comparisons(results):
+        if all(len(a) for a in accs):
+            columns.setdefault((keys["method"], keys["arm"]), []).append(tuple(accs))
+    return {
+        group: tuple(
+            np.column_stack([c[i].reindex(seeds).to_numpy(float) for c in cols]) for i in range(3)
+        )
+        for group, cols in columns.items()
+    }
 
 
 def method_statistics(results: pd.DataFrame, gap: pd.DataFrame) -> dict[str, dict[str, float]]:
-    """Per method: the pooled paired test (seed as the unit: mean gain over configurations per
-    seed, one-sample t test) and seed-bootstrap 95 % intervals of both closures."""
+    """Per method and arm of ``gap`` (keys as :func:`summary`): the pooled paired test (seed as
+    the unit: mean gain over configurations per seed, one-sample t test) and seed-bootstrap 95 %
+    intervals of both closures."""
     from sinreq.stats import bootstrap_closure, pooled_test
 
+    matrices = seed_matrices(results)
+    n_seeds = len(set(reported_runs(with_defaults(results))["seed"].dropna()))
     out = {}
-    for method in sorted(set(gap["method"].dropna())):
-        fp, q, qs = seed_matrix(results, gap, method)
+    for key, method, arm in arm_groups(gap):
+        fp, q, qs = matrices.get((method, arm), (np.empty((n_seeds, 0)),) * 3)
         pooled = pooled_test(qs - q, ALPHA)
-        method_stats = {
+        stats = {
             "pooled_gain": pooled.mean,
             "pooled_ci_low": pooled.ci_low,
             "pooled_ci_high": pooled.ci_high,
@@ -248,54 +236,40 @@ def method_statistics(results: pd.DataFrame, gap: pd.DataFrame) -> dict[str, dic
         }
         for definition in ("mean_of_ratios", "ratio_of_means"):
             _, low, high = (
-                bootstrap_closure(fp, q, qs, definition) if q.size else (0, *[math.nan] * 2)
+                bootstrap_closure(fp, q, qs, definition) if q.size else (0, math.nan, math.nan)
             )
-            method_stats[f"closure_{definition}_ci_low"] = low
-            method_stats[f"closure_{definition}_ci_high"] = high
-        out[method] = method_stats
+            stats[f"closure_{definition}_ci_low"] = low
+            stats[f"closure_{definition}_ci_high"] = high
+        out[key] = stats
     return out
 
 
 def lambda_selection(results: pd.DataFrame) -> pd.DataFrame:
-    """Per configuration and tuned lambda: the tuning seeds' validation accuracy (mean, std, n),
-    which lambda :func:`sinreq.tuning.choose_lambda` picks from them, and the lambda the final
+    """Per configuration and regularized arm, per tuned lambda: the tuning seeds' validation
+    accuracy (mean, std, n; the configuration's lambda-0 tuning runs shown with every arm), which
+    lambda :func:`sinreq.tuning.choose_lambda` picks from them, and the lambda the arm's final
     runs used (``final_lambda``; it must be the chosen one)."""
     import pandas as pd
 
     from sinreq.tuning import choose_lambda
 
     df = with_defaults(results)
-    tune = df[df["phase"] == "tune"]
-    final = df[(df["phase"] != "tune") & (df["method"] != "fp") & (df["lambda"] > 0)]
+    tune = df[(df["phase"] == "tune") & (df["method"] != "fp")]
+    final = df[(df["phase"] != "tune") & (df["method"] != "fp")]
     rows = []
-    for key, runs in tune.groupby(list(CONFIG_KEYS), dropna=False, sort=True):
+    for key, runs in tune.groupby(list(CONFIG_KEYS), dropna=False):
         key = dict(zip(CONFIG_KEYS, key, strict=True))
-        chosen = choose_lambda(list(zip(runs["lambda"], runs["val_acc"], strict=True)))["chosen"]
-        used = set(final[match(final, key)]["lambda"])
-        final_lambda = used.pop() if len(used) == 1 else math.nan
-        for lam, by_lambda in runs.groupby("lambda", sort=True):
-            mean, std, n = describe(by_lambda["val_acc"])
-            rows.append(
-                {
-                    **key,
-                    "lambda": lam,
-                    "tune_seeds": n,
-                    "val_acc_mean": mean,
-                    "val_acc_std": std,
-                    "chosen": lam == chosen,
-                    "final_lambda": final_lambda,
-                }
-            )
-    columns = [
-        *CONFIG_KEYS,
-        "lambda",
-        "tune_seeds",
-        "val_acc_mean",
-        "val_acc_std",
-        "chosen",
-        "final_lambda",
-    ]
-    return pd.DataFrame(rows, columns=columns)
+        for arm, tuned in runs[runs["lambda"] > 0].groupby("arm"):
+            tuned = pd.concat([runs[runs["lambda"] == 0], tuned])
+            chosen = choose_lambda(list(zip(tuned["lambda"], tuned["val_acc"], strict=True)))
+            used = set(final[match(final, {**key, "arm": arm})]["lambda"])
+            final_lambda = used.pop() if len(used) == 1 else math.nan
+            for lam, by_lambda in tuned.groupby("lambda"):
+                mean, std, n = describe(by_lambda["val_acc"])
+                chose = lam == chosen["chosen"]
+                rows.append([*key.values(), arm, lam, n, mean, std, chose, final_lambda])
+    columns = ["arm", "lambda", "tune_seeds", "val_acc_mean", "val_acc_std", "chosen"]
+    return pd.DataFrame(rows, columns=[*CONFIG_KEYS, *columns, "final_lambda"])
 
 
 def _layer_rows(run: pd.Series) -> dict[str, dict[str, float]]:
@@ -308,87 +282,58 @@ def _layer_rows(run: pd.Series) -> dict[str, dict[str, float]]:
 
 
 def mechanism_table(results: pd.DataFrame) -> pd.DataFrame:
-    """Per configuration and layer at the run's bit width, Q against Q+SinReQ at the end of
-    training (means over seeds): the fraction of weights near a level and the mean sin^2 (0 on
-    the levels, 1/2 for weights spread evenly): did the regularizer pull at all?"""
+    """Per configuration, arm and layer at the run's bit width, at the end of training (means
+    over seeds): the fraction of weights near a level and the mean sin^2 (0 on the levels, 1/2
+    for weights spread evenly): did the regularizer pull at all?"""
     import pandas as pd
 
     df = reported_runs(with_defaults(results))
-    rows = []
-    for _, run in df[df["method"] != "fp"].iterrows():
-        variant = "q+sinreq" if run["lambda"] > 0 else "q"
-        for name, v in _layer_rows(run).items():
-            rows.append(
-                {
-                    **{k: run[k] for k in CONFIG_KEYS},
-                    "lambda": run["lambda"],
-                    "variant": variant,
-                    "layer": name,
-                    "near_level_frac": v["near_level_frac"],
-                    "sin2": v["sin2"],
-                }
-            )
-    columns = [*CONFIG_KEYS, "variant", "layer", "lambda", "n", "near_level_frac", "sin2"]
+    rows = [
+        {**{k: run[k] for k in (*CONFIG_KEYS, "arm", "lambda")}, "layer": name}
+        | {k: values[k] for k in ("near_level_frac", "sin2")}
+        for _, run in df[df["method"] != "fp"].iterrows()
+        for name, values in _layer_rows(run).items()
+    ]
+    keys = [*CONFIG_KEYS, "arm", "layer"]
+    columns = [*keys, "lambda", "n", "near_level_frac", "sin2"]
     if not rows:
         return pd.DataFrame(columns=columns)
-    table = (
-        pd.DataFrame(rows)
-        .groupby([*CONFIG_KEYS, "variant", "layer"], dropna=False)
-        .agg(
-            **{
-                "lambda": ("lambda", "max"),
-                "n": ("sin2", "size"),
-                "near_level_frac": ("near_level_frac", "mean"),
-                "sin2": ("sin2", "mean"),
-            }
-        )
-    )
+    grouped = pd.DataFrame(rows).groupby(keys, dropna=False)
+    table = grouped[["near_level_frac", "sin2"]].mean()
+    table["lambda"], table["n"] = grouped["lambda"].max(), grouped.size()
     return table.reset_index()[columns]
 
 
-def sinreq_label(row: pd.Series, several: bool) -> str:
-    """``q+sinreq``, or with its setting when the report holds several SinReQ settings."""
-    if not several:
-        return "q+sinreq"
-    return f"q+sinreq lambda={row['lambda']:g} {row['domain']} {row['schedule']}"
+def variant_labels(gap: pd.DataFrame) -> pd.Series:
+    """Each gap row's arm, with its lambda when the arm has several in that configuration."""
+    import pandas as pd
 
-
-def several_settings(gap: pd.DataFrame) -> bool:
-    """Whether ``gap`` holds more than one SinReQ setting (lambda, domain, schedule)."""
-    return len(gap.dropna(subset=["lambda"]).drop_duplicates(list(SETTING_KEYS))) > 1
+    several = gap.groupby([*CONFIG_KEYS, "arm"], dropna=False)["lambda"].transform("nunique") > 1
+    labels = zip(gap["arm"].fillna(""), gap["lambda"], several, strict=True)
+    return pd.Series([f"{a} lambda={x:g}" if s else a for a, x, s in labels], gap.index, object)
 
 
 def acc_vs_bits(results: pd.DataFrame, gap: pd.DataFrame) -> pd.DataFrame:
     """Long table for accuracy-vs-bits plots: ``model, dataset, method, act_bits, bits, variant,
-    acc_mean, acc_std, n``. Variants: ``fp`` (repeated at every bit width of the model's panel),
-    ``q``, ``q+sinreq`` (with the setting when several exist), ``q+msqe``."""
+    acc_mean, acc_std, n``. Variants: ``fp`` (over all its runs, repeated at every bit width of
+    the model's panel), ``q`` and every regularized arm (:func:`variant_labels`)."""
     import pandas as pd
 
-    several = several_settings(gap)
-    rows = []
-    for _, g in gap.iterrows():
-        base = {k: g[k] for k in ("model", "dataset", "method", "act_bits", "bits")}
-        for variant, prefix, std in (
-            ("q", "q", g["q_std"]),
-            (sinreq_label(g, several), "qs", g["qs_std"]),
-            ("q+msqe", "msqe", math.nan),
-        ):
-            if g[f"{prefix}_n"]:
-                rows.append(
-                    {
-                        **base,
-                        "variant": variant,
-                        "acc_mean": g[f"{prefix}_mean"],
-                        "acc_std": std,
-                        "n": g[f"{prefix}_n"],
-                    }
-                )
-    fp_runs = results[results["method"] == "fp"]
-    for (model, dataset), runs in fp_runs.groupby(["model", "dataset"]):
+    base = ["model", "dataset", "method", "act_bits", "bits"]
+    columns = [*base, "variant", "acc_mean", "acc_std", "n"]
+    parts = [
+        gap[[*base, f"{v}_mean", f"{v}_std", f"{v}_n"]]
+        .set_axis([*base, *columns[-3:]], axis=1)
+        .assign(variant=label)
+        for v, label in (("q", "q"), ("qs", variant_labels(gap)))
+    ]
+    df = with_defaults(results)
+    for (model, dataset), runs in df[df["arm"] == "fp"].groupby(["model", "dataset"]):
         mean, std, n = describe(runs["test_acc"])
         panel = gap[(gap["model"] == model) & (gap["dataset"] == dataset)]
-        for bits in sorted(set(panel["bits"].dropna())):
-            rows.append(
+        bits = sorted(set(panel["bits"].dropna()))
+        parts.append(
+            pd.DataFrame(
                 {
                     "model": model,
                     "dataset": dataset,
@@ -400,19 +345,10 @@ def acc_vs_bits(results: pd.DataFrame, gap: pd.DataFrame) -> pd.DataFrame:
                     "acc_std": std,
                     "n": n,
                 }
-            )
-    columns = [
-        "model",
-        "dataset",
-        "method",
-        "act_bits",
-        "bits",
-        "variant",
-        "acc_mean",
-        "acc_std",
-        "n",
-    ]
-    table = pd.DataFrame(rows, columns=columns).drop_duplicates()
+            )  # fmt: skip
+        )
+    table = pd.concat([p[columns] for p in parts if len(p)] or [pd.DataFrame(columns=columns)])
+    table = table[table["n"] > 0].drop_duplicates()
     for column in ("act_bits", "bits"):
         table[column] = pd.to_numeric(table[column]).astype("Int64")
     return table.sort_values(["model", "dataset", "method", "act_bits", "variant", "bits"])

@@ -8,7 +8,20 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
-METHOD_NAME = {"dorefa": "DoReFa", "wrpn": "WRPN"}
+# How quantizers and regularizers are written in text; any other name is written as it is.
+NAMES = {"dorefa": "DoReFa", "wrpn": "WRPN", "lsq": "LSQ", "sinreq": "SinReQ", "msqe": "MSQE",
+         "kure": "KURE", "binreg": "BinReg", "dampen": "Dampen"}  # fmt: skip
+
+
+def name(key: str) -> str:
+    """The display name of a quantizer or regularizer: ``DoReFa``; unknown ones unchanged."""
+    return NAMES.get(key, key)
+
+
+def regularizer_name(arm: str) -> str:
+    """``arm``'s regularizer for text: ``q+sinreq domain=latent`` -> ``SinReQ (domain=latent)``."""
+    head, _, options = arm.partition(" ")
+    return name(head.partition("+")[2] or head) + (f" ({options})" if options else "")
 
 
 def fmt(value: Any, spec: str = ".2f", missing: str = "-") -> str:
@@ -38,8 +51,10 @@ def config_label(row: pd.Series) -> str:
     return f"{row['method']} w{row['bits']}{act}"
 
 
-def table(headers: list[str], rows: list[list[str]], markdown: bool = False) -> str:
-    """Rows of strings as an aligned plain-text table, or as a Markdown table."""
+def table(rows: list[dict[str, Any]], markdown: bool = False) -> str:
+    """Rows (``{header: cell}``, the same headers in each) as an aligned plain-text table, or as a
+    Markdown table."""
+    headers, rows = list(rows[0]), [list(r.values()) for r in rows]
     widths = [max(len(str(x)) for x in column) for column in zip(headers, *rows, strict=True)]
 
     def line(cells: list[str]) -> str:
