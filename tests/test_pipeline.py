@@ -88,9 +88,11 @@ def test_fashion_profile_resolves_to_the_cpu_study(tmp_path):
     stages = _stages(repo)
     quant = [c for n, c in stages.items() if n.startswith("quant@")]
     assert len(quant) == 2 * 3 and "prepare@fashion_mnist" in stages
-    assert all("--dataset fashion_mnist " in c and "--act-bits bits " in c for c in quant)
+    assert all("--dataset fashion_mnist " in c and "--quant.act_bits bits " in c for c in quant)
     assert all("--grid seed=0,1,2,3,4 " in c and "--tune-seeds 100,101 " in c for c in quant)
-    assert all("--domain normalized " in c and "--reg-all-widths false " in c for c in quant)
+    assert all("--regularizer-from params.yaml" in c for c in quant)
+    options = yaml.safe_load((repo / "params.yaml").read_text())["regularizer"]["options"]
+    assert options["domain"] == "normalized" and options["max_bits"] == 7
     assert "--out reports/fashion " in stages["report"]
 
 
@@ -112,7 +114,10 @@ def test_paper_profile_resolves_to_the_full_study(tmp_path):
         assert len(cmds) == 6, model
         assert all(f"--dataset {dataset} " in c and "--device cuda" in c for c in cmds)
         assert all("--grid seed=0,1,2,3,4 " in c and "--batch_size 256" in c for c in cmds)
-        assert all("--tune-seeds 100,101 " in c and "--domain normalized " in c for c in cmds)
+        assert all("--tune-seeds 100,101 " in c and "--regularizer-from params.yaml" in c
+                   for c in cmds)  # fmt: skip
+    options = yaml.safe_load((repo / "params.yaml").read_text())["regularizer"]["options"]
+    assert options["domain"] == "normalized"
     assert {"prepare@cifar10", "prepare@svhn"} <= set(stages)
     assert "prepare@imagenet" not in stages  # user-supplied through data.dvc
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from sinreq.cli import main
+from sinreq.config import resolve_run_folder
 
 TINY = ["--model", "cifar10_convnet", "--dataset", "digits", "--batch-size", "64", "--lr", "0.05"]
 TIME_KEYS = {"wall_time_s", "images_per_s"}
@@ -27,7 +28,8 @@ def _sinreq(*args: str, cwd: Path, launcher: str = "python") -> subprocess.Compl
 
 
 def _metrics(out: Path) -> dict:
-    metrics = json.loads((out / "metrics.json").read_text())
+    """A run's metrics but timing; ``out`` may name a grid run without its ``-<hash>``."""
+    metrics = json.loads((Path(resolve_run_folder(str(out))) / "metrics.json").read_text())
     return {k: v for k, v in metrics.items() if k not in TIME_KEYS}
 
 
