@@ -122,7 +122,7 @@ def test_issue_command_writes_metrics_and_mlflow_run(tmp_path, capsys):
     run = runs.iloc[0]
     assert run["status"] == "FINISHED"
     assert run["tags.mlflow.runName"] == "cifar10_convnet-digits-dorefa-w3-sinreq1-normalized-s0"
-    assert run["params.lambda"] == "1.0" and run["params.bits.0"] == "8"
+    assert run["params.regularizer.lambda"] == "1.0" and run["params.bits.0"] == "8"
     assert run["tags.profile"] == "unit" and run["tags.stage"] == "s1"
     assert run["tags.git_commit"] == config["git_commit"]
     assert run["tags.version.torch"] == torch.__version__
