@@ -9,6 +9,7 @@ import copy
 import hashlib
 import itertools
 import json
+import re
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from pathlib import Path
@@ -357,8 +358,9 @@ def _set(values: dict[str, Any], path: str, value: Any) -> None:
 
 
 def _where(loc: tuple) -> str:
+    """The flag of an error's location (``lam``, the field behind the alias, is ``lambda``)."""
     path = ".".join(str(p) for p in loc if not isinstance(p, int))
-    return "--" + path.replace("lam", "lambda") if path == "regularizer.lam" else "--" + path
+    return "--" + ("regularizer.lambda" if path == "regularizer.lam" else path)
 
 
 def validation_message(err: ValidationError) -> str:
@@ -523,13 +525,18 @@ def config_hash(cfg: TrainConfig) -> str:
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:8]
 
 
+def grid_run_name(folder: str | Path) -> str:
+    """A grid run's readable name: its folder's name without the ``-<hash>`` suffix."""
+    return re.sub(r"-[0-9a-f]{8}$", "", Path(folder).name)
+
+
 def write_index(cfgs: list[TrainConfig]) -> None:
     """``index.json`` in each grid folder: readable run name -> its folder (the current
     configuration's), so that ``--init-from OUT/seed0`` finds the run of today's parameters."""
     folders: dict[Path, dict[str, str]] = {}
     for cfg in cfgs:
         out = Path(cfg.out)
-        folders.setdefault(out.parent, {})[out.name.rsplit("-", 1)[0]] = out.name
+        folders.setdefault(out.parent, {})[grid_run_name(out)] = out.name
     for folder, index in folders.items():
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "index.json").write_text(json.dumps(index, indent=1, sort_keys=True) + "\n")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import re
 import sys
 import time
 from collections.abc import Iterator
@@ -32,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sinreq import distributed
 from sinreq.checkpoint import write_json
-from sinreq.config import Plan, TrainConfig, write_index
+from sinreq.config import Plan, TrainConfig, grid_run_name, write_index
 from sinreq.train import TrainingError, resolve_device, train
 
 
@@ -87,7 +86,7 @@ def check_tracking(launcher: Launcher, cfg: TrainConfig) -> None:
 
 def run_key(cfg: TrainConfig) -> str:
     """``seed0-lambda1``, or ``tune/seed0-lambda1`` for a phase's run (folder ``...-<hash>``)."""
-    name = re.sub(r"-[0-9a-f]{8}$", "", Path(cfg.out).name)  # without the configuration hash
+    name = grid_run_name(cfg.out)
     return f"{cfg.phase}/{name}" if cfg.phase in ("tune", "final") else name
 
 
@@ -193,9 +192,8 @@ def train_all(plan: Plan, launcher: Launcher | None = None) -> None:
         parent = None
         if plan.folder is not None and distributed.is_main():
             parent = parent_run_id(plan.folder, first)
-        plan = plan.with_parent(parent)
-        if plan.folder is not None and distributed.is_main():
             write_index(plan.runs + plan.tune + [c for cfgs in plan.finals.values() for c in cfgs])
+        plan = plan.with_parent(parent)
         results = run_phase(launcher, plan.runs + plan.tune, pool)
         choice = None
         if plan.tune:

@@ -24,10 +24,11 @@ def near_level_fraction(grid: Grid) -> float:
     return (distance <= NEAR_LEVEL_FRACTION * grid.step).float().mean().item()
 
 
-def layer_grids(model: nn.Module, domain: str) -> list[tuple[str, Grid]]:
-    """``(name, grid)`` of every quantized layer, detached, in ``domain`` coordinates."""
+def layer_grids(model: nn.Module, domain: str) -> list[tuple[str, nn.Module, Grid]]:
+    """``(name, layer, grid)`` of every quantized layer, the grid detached, in ``domain``
+    coordinates."""
     return [
-        (name, layer.weight_quant.grid(layer.weight.detach().float(), domain))
+        (name, layer, layer.weight_quant.grid(layer.weight.detach().float(), domain))
         for name, layer in quantized_layers(model)
     ]
 
@@ -37,9 +38,7 @@ def snapped_weights(model: nn.Module, domain: str):
     """Temporarily replace every quantized layer's weight by ``nearest level * scale`` of its grid
     (in ``domain`` coordinates) and switch its quantizer off: the network the latent weights are."""
     saved = []
-    for (_, grid), (_, layer) in zip(
-        layer_grids(model, domain), quantized_layers(model), strict=True
-    ):
+    for _, layer, grid in layer_grids(model, domain):
         saved.append((layer, layer.weight.detach().clone(), layer.weight_quant))
         layer.weight.data.copy_(grid.nearest() * grid.scale)
         layer.weight_quant = None
@@ -61,7 +60,7 @@ def grid_stats(model: nn.Module, domain: str) -> dict[str, dict[str, float]]:
             "near_level_frac": near_level_fraction(g),
             "sin2": sin2_sum([g.x], [(g.step, g.shift)]).item(),
         }
-        for name, g in layer_grids(model, domain)
+        for name, _, g in layer_grids(model, domain)
     }
 
 
@@ -72,9 +71,7 @@ def plot_weights(model: nn.Module, path: Path, title: str) -> None:
 
     plt = pyplot()
     groups: dict[tuple[str, int], list[Grid]] = {}
-    for (_, grid), (_, layer) in zip(
-        layer_grids(model, "normalized"), quantized_layers(model), strict=True
-    ):
+    for _, layer, grid in layer_grids(model, "normalized"):
         groups.setdefault((layer.method, layer.bits), []).append(grid)
     fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 3), squeeze=False)
     for ax, ((method, bits), grids) in zip(axes.flat, sorted(groups.items()), strict=True):

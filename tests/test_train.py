@@ -18,6 +18,7 @@ from sinreq.cli import main
 from sinreq.config import resolve_run_folder
 
 FAST = ["--model", "cifar10_convnet", "--dataset", "digits", "--batch-size", "64", "--lr", "0.02"]
+WRPN4 = ["--quant.name", "wrpn", "--quant.bits", "4"]
 TIME_KEYS = {"wall_time_s", "images_per_s"}
 
 
@@ -151,10 +152,7 @@ def test_mlflow_artifacts_live_beside_the_store_and_the_experiment_opens_on_runs
     argv = [
         "train",
         *FAST,
-        "--quant.name",
-        "wrpn",
-        "--quant.bits",
-        "4",
+        *WRPN4,
         "--epochs",
         "1",
         "--seed",
@@ -178,10 +176,7 @@ def test_same_seed_same_numbers_and_finished_run_not_retrained(tmp_path, capsys)
     common = [
         "train",
         *FAST,
-        "--quant.name",
-        "wrpn",
-        "--quant.bits",
-        "4",
+        *WRPN4,
         "--regularizer.lambda",
         "0.5",
         "--epochs",
@@ -226,10 +221,7 @@ def test_grid_and_init_from_template(tmp_path):
             [
                 "train",
                 *FAST,
-                "--quant.name",
-                "wrpn",
-                "--quant.bits",
-                "4",
+                *WRPN4,
                 "--epochs",
                 "1",
                 "--init-from",

@@ -28,17 +28,21 @@ from sinreq.quant.layers import (
 )
 
 
-def quantize_weight(w: torch.Tensor, method: str, bits: int) -> torch.Tensor:
-    """Fake-quantize ``w`` with a fresh ``QUANTIZERS.get(method)(bits)``, initialised from ``w``."""
+def quantizer_for(w: torch.Tensor, method: str, bits: int) -> WeightQuantizer:
+    """A fresh ``QUANTIZERS.get(method)(bits)``, initialised from ``w`` (LSQ's step)."""
     quantizer = QUANTIZERS.get(method)(bits)
     quantizer.reset(w)
-    return quantizer(w)
+    return quantizer
+
+
+def quantize_weight(w: torch.Tensor, method: str, bits: int) -> torch.Tensor:
+    """Fake-quantize ``w`` with :func:`quantizer_for` ``(w, method, bits)``."""
+    return quantizer_for(w, method, bits)(w)
 
 
 def weight_levels(method: str, bits: int) -> torch.Tensor:
     """The sorted level set of ``method`` at ``bits`` in its grid coordinates (float32)."""
-    quantizer = QUANTIZERS.get(method)(bits)
-    return quantizer.grid(torch.ones(1)).levels()
+    return QUANTIZERS.get(method)(bits).grid(torch.ones(1)).levels()
 
 
 __all__ = [
@@ -62,6 +66,7 @@ __all__ = [
     "quantize_activation",
     "quantize_model",
     "quantize_weight",
+    "quantizer_for",
     "quantized_layers",
     "weight_levels",
 ]

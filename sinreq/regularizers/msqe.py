@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from sinreq.quant import QUANTIZERS, Grid
+from sinreq.quant import Grid, quantizer_for
 from sinreq.regularizers.base import REGULARIZERS, Regularizer
 
 
@@ -19,9 +19,7 @@ def msqe_of(grid: Grid) -> torch.Tensor:
 
 def msqe(w: torch.Tensor, method: str, bits: int, domain: str = "latent") -> torch.Tensor:
     """Mean squared distance of ``w`` (in ``domain``) to quantizer ``method``'s nearest level."""
-    quantizer = QUANTIZERS.get(method)(bits)
-    quantizer.reset(w)
-    return msqe_of(quantizer.grid(w, domain))
+    return msqe_of(quantizer_for(w, method, bits).grid(w, domain))
 
 
 @REGULARIZERS.register("msqe")

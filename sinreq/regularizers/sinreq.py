@@ -15,7 +15,7 @@ import math
 
 import torch
 
-from sinreq.quant import QUANTIZERS, Grid
+from sinreq.quant import Grid, quantizer_for
 from sinreq.regularizers.base import REGULARIZERS, Regularizer
 
 
@@ -67,9 +67,7 @@ def sin2_sum(xs: list[torch.Tensor], periods: list[tuple[float, float]]) -> torc
 
 def sin2(w: torch.Tensor, method: str, bits: int, domain: str = "latent") -> torch.Tensor:
     """SinReQ's per-layer term for quantizer ``method`` at ``bits``: 0 on levels, 1 halfway."""
-    quantizer = QUANTIZERS.get(method)(bits)
-    quantizer.reset(w)
-    g = quantizer.grid(w, domain)
+    g = quantizer_for(w, method, bits).grid(w, domain)
     return sin2_sum([g.x], [(g.step, g.shift)])
 
 
