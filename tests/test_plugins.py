@@ -378,3 +378,11 @@ def test_bad_options_are_one_line_errors_naming_them(cls, kwargs, words):
         cls(model, 1.0, **kwargs)
     msg = str(err.value)
     assert "\n" not in msg and all(w in msg for w in words), msg
+
+
+def test_lsq_activation_steps_live_on_the_model_device():
+    model = nn.Sequential(nn.Linear(3, 3), nn.ReLU(), nn.Linear(3, 2)).to("meta")
+    model = quantize_model(model, "lsq", 4, act_bits=4, first_last="quantize")
+    devices = {name: p.device.type for name, p in model.named_parameters()}
+    assert devices["1.act_quant.step"] == "meta"
+    assert set(devices.values()) == {"meta"}

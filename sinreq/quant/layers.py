@@ -217,9 +217,11 @@ def quantize_model(
     edge_bits = {"fp": None, "8bit": 8, "quantize": bits}[first_last]
     edges = edge_layers(weight_layers)
 
+    device = next(model.parameters()).device  # where a learned activation step must live
+
     def act(name: str) -> nn.Module | None:
         b = _resolve(name, act_bits, overrides)
-        return None if b is None else quantizer.act(b)
+        return None if b is None else quantizer.act(b).to(device)
 
     if act_bits is not None:
         model = _replace_functional_relus(model, act)
