@@ -64,6 +64,17 @@ def _download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _params(args: argparse.Namespace) -> int:
+    from sinreq.profile import check_profile
+
+    profile = check_profile(Path(args.file))
+    if args.out:  # a stamp the pipeline's stages depend on: it changes only with the verdict
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text("valid\n")
+    print(f"{args.file}: profile {profile.profile!r} is valid")
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     from sinreq.report import report_command
 
@@ -114,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: /usr/share/datasets/fashion-mnist if installed, else download)",
     )
     download.set_defaults(func=_download)
+
+    params = sub.add_parser("params", help="check a profile (params.yaml) whole, before training")
+    params.add_argument("file", nargs="?", default="params.yaml", help="the profile to check")
+    params.add_argument("--out", help="write the stamp 'valid' here when it is (for DVC)")
+    params.set_defaults(func=_params)
 
     report = sub.add_parser("report", help="results, gap-closure tables and plots from runs")
     report.add_argument("runs", nargs="+", help="run folders (each with config.json, metrics.json)")

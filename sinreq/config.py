@@ -357,17 +357,21 @@ def _set(values: dict[str, Any], path: str, value: Any) -> None:
     values[last] = value
 
 
-def _where(loc: tuple) -> str:
-    """The flag of an error's location (``lam``, the field behind the alias, is ``lambda``)."""
+def _where(loc: tuple, flags: bool) -> str:
+    """Where an error is: a flag (``--regularizer.lambda``; ``lam``, the field behind the alias,
+    is ``lambda``; list positions left out) or a params key path (``networks.0.fp.lr``)."""
+    if not flags:
+        return ".".join(str(p) for p in loc)
     path = ".".join(str(p) for p in loc if not isinstance(p, int))
     return "--" + ("regularizer.lambda" if path == "regularizer.lam" else path)
 
 
-def validation_message(err: ValidationError) -> str:
-    """Every error of ``err`` in one line: ``--flag: why (got value); ...``."""
+def validation_message(err: ValidationError, flags: bool = True) -> str:
+    """Every error of ``err`` in one line: ``--flag: why (got value); ...`` (``key.path: ...``
+    with ``flags=False``)."""
     parts = []
     for e in err.errors():
-        where = _where(e["loc"]) if e["loc"] else "config"
+        where = _where(e["loc"], flags) if e["loc"] else "config"
         if e["type"] == "extra_forbidden":
             parts.append(f"unknown option {where.removeprefix('--')!r}")
             continue

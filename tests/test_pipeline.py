@@ -277,3 +277,20 @@ def test_paper_profile_runs_on_cpu_with_generated_data(tmp_path):
     assert len(results) == 6 * (2 + 1 + 2 * 3)
     check = (repo / "reports" / "smoke" / "check.txt").read_text()
     assert "0 pass, 0 fail" in check and "NOT MEASURED" in check
+
+
+@pytest.mark.slow
+def test_a_bad_profile_stops_dvc_repro_before_anything_runs(tmp_path):
+    repo = _copy_repo(tmp_path, "tiny")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["regularizer"]["options"]["domian"] = "latent"
+    params["quant"]["bits"] = [3, 9]
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run = subprocess.run(
+        [str(BIN / "dvc"), "repro"], cwd=repo, env=_env(), capture_output=True, text=True
+    )
+    assert run.returncode != 0
+    output = run.stdout + run.stderr
+    errors = [line for line in output.splitlines() if line.startswith("sinreq params: error:")]
+    assert len(errors) == 1 and "'domian'" in errors[0] and "bits=9" in errors[0], output
+    assert not any((repo / name).exists() for name in ("runs", "data", "mlflow.db", "metrics"))

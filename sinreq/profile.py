@@ -1,0 +1,162 @@
+"""A pipeline profile (``params.yaml``), checked whole before any stage trains: ``sinreq params``.
+
+Unknown keys and bad values anywhere in the file are reported together, in one line naming each
+(``networks.0.fp.lr: ...; regularizer.options: ...``). The training recipes (``fp``, ``quant``
+of each network) and the regularizer block are checked by the same models ``sinreq train`` uses.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from sinreq import models
+from sinreq.config import NESTED, RegularizerConfig, TrainConfig, validation_message
+from sinreq.data import DATASETS
+from sinreq.launch import Launcher
+from sinreq.quant import FIRST_LAST_POLICIES, QUANTIZERS, check_bits
+
+
+def _numbers(text: str, kind: type) -> str:
+    """``text`` if it is a comma-separated list of numbers >= 0, else a ValueError."""
+    try:
+        values = [kind(x) for x in str(text).split(",") if x.strip()]
+    except ValueError:
+        values = []
+    if not values or any(v < 0 for v in values):
+        raise ValueError(f"{text!r} is not allowed; allowed: comma-separated numbers >= 0")
+    return str(text)
+
+
+class Seeds(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tune: str
+    final: str
+
+    @field_validator("tune", "final", mode="before")
+    @classmethod
+    def _seeds(cls, v: Any) -> str:
+        return _numbers(v, int)
+
+
+class Network(BaseModel):
+    """One entry of ``networks``: the net, its data, its lambda grid and its two recipes."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str
+    dataset: str
+    lambdas: str
+    act_bits: int | Literal["bits"] | None = None
+    fp: dict[str, Any] = Field(default_factory=dict)
+    quant: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, v: str) -> str:
+        if v not in models.available():
+            raise ValueError(f"unknown model {v!r}; allowed: {', '.join(models.available())}")
+        return v
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset(cls, v: str) -> str:
+        if v not in DATASETS:
+            raise ValueError(f"unknown dataset {v!r}; allowed: {', '.join(DATASETS)}")
+        return v
+
+    @field_validator("lambdas", mode="before")
+    @classmethod
+    def _lambdas(cls, v: Any) -> str:
+        return _numbers(v, float)
+
+    @model_validator(mode="after")
+    def _recipes(self) -> Network:
+        """Each recipe must be options of ``sinreq train`` (not its nested blocks)."""
+        problems = []
+        for name, recipe in (("fp", self.fp), ("quant", self.quant)):
+            nested = sorted(set(recipe) & set(NESTED))
+            if nested:
+                problems.append(f"{name}.{nested[0]}: set it in the profile's {nested[0]} block")
+                continue
+            try:
+                TrainConfig.model_validate(
+                    {"model": self.model, "dataset": self.dataset, "out": "x", **recipe}
+                )
+            except ValidationError as err:
+                problems.append(f"{name}: {validation_message(err, flags=False)}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+class QuantBlock(BaseModel):
+    """The ``quant`` block: the stage matrix (quantizers x bits) and what every run shares."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: list[str]
+    bits: list[int]
+    first_last: str = "8bit"
+    init_from: str | None = None
+    bn_recalib_batches: int = Field(50, ge=0)
+
+    @field_validator("name")
+    @classmethod
+    def _quantizers(cls, v: list[str]) -> list[str]:
+        for name in v:
+            QUANTIZERS.get(name)
+        return v
+
+    @field_validator("bits")
+    @classmethod
+    def _bits(cls, v: list[int]) -> list[int]:
+        return [check_bits(b) for b in v]
+
+    @field_validator("first_last")
+    @classmethod
+    def _first_last(cls, v: str) -> str:
+        if v not in FIRST_LAST_POLICIES:
+            allowed = ", ".join(FIRST_LAST_POLICIES)
+            raise ValueError(f"unknown first/last-layer policy {v!r}; allowed: {allowed}")
+        return v
+
+
+class Profile(BaseModel):
+    """The whole ``params.yaml`` of a profile."""
+
+    model_config = ConfigDict(extra="forbid")
+    profile: str
+    report_dir: str = "reports"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    data_dir: str = "data"
+    datasets: list[str]
+    tracking_uri: str
+    experiment: str
+    seeds: Seeds
+    networks: list[Network] = Field(min_length=1)
+    quant: QuantBlock
+    regularizer: RegularizerConfig
+    reference: str
+    launcher: Launcher = Field(default_factory=Launcher)
+
+    @field_validator("datasets")
+    @classmethod
+    def _datasets(cls, v: list[str]) -> list[str]:
+        unknown = [d for d in v if d not in DATASETS]
+        if unknown:
+            raise ValueError(f"unknown dataset {unknown[0]!r}; allowed: {', '.join(DATASETS)}")
+        return v
+
+
+def check_profile(path: Path) -> Profile:
+    """The profile at ``path``, validated; a one-line ValueError naming every problem."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise ValueError(f"{path}: {' '.join(str(err).split())}") from None
+    try:
+        return Profile.model_validate(data)
+    except ValidationError as err:
+        raise ValueError(f"{path}: {validation_message(err, flags=False)}") from None
