@@ -525,7 +525,7 @@ def _expand(values: dict[str, Any], grid: dict[str, list[Any]]) -> list[TrainCon
 
 def config_hash(cfg: TrainConfig) -> str:
     """8 hex digits of the SHA-256 of the result-relevant configuration (JSON, sorted keys)."""
-    relevant = {k: v for k, v in result_config(cfg).items() if k not in NON_RESULT_FIELDS}
+    relevant = result_relevant(result_config(cfg))
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:8]
 
 
@@ -584,11 +584,27 @@ def flat_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def result_relevant(config: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a run's configuration (flattened, ``a.b``) that change its numbers: not
+    where it runs or is tracked (:data:`NON_RESULT_FIELDS`), not the regularizer's settings at
+    lambda 0, not the quantizer's when there is none (``quant.name`` fp)."""
+    flat = flat_config({k: v for k, v in config.items() if k not in NON_RESULT_FIELDS})
+    unused = []
+    if not flat.get(LAMBDA):
+        unused.append("regularizer.")
+    if flat.get("quant.name") == "fp":
+        unused.append("quant.")
+    return {
+        k: v
+        for k, v in flat.items()
+        if k in (LAMBDA, "quant.name") or not k.startswith(tuple(unused))
+    }
+
+
 def differing_result_field(old: dict[str, Any], cfg: TrainConfig) -> str | None:
     """The first field (``a.b`` for nested ones) that changes a run's numbers and differs
-    between the configuration ``old`` and ``cfg``."""
-    new = flat_config({k: v for k, v in result_config(cfg).items() if k not in NON_RESULT_FIELDS})
-    old = flat_config(old)
+    between the configuration ``old`` and ``cfg`` (see :func:`result_relevant`)."""
+    new, old = result_relevant(result_config(cfg)), result_relevant(old)
     changed = sorted(k for k in new if old.get(k) != new[k])
     return changed[0] if changed else None
 

@@ -41,7 +41,6 @@ from sinreq.checkpoint import (
     write_json,
 )
 from sinreq.config import (
-    NON_RESULT_FIELDS,
     TrainConfig,
     differing_result_field,
     result_config,
@@ -199,9 +198,7 @@ def _checkpoint_in(out: Path) -> dict[str, Any] | None:
 
 def _changed_field(ckpt: dict[str, Any], cfg: TrainConfig) -> str | None:
     """The first result-changing field in which the checkpoint's run differs from ``cfg``."""
-    return differing_result_field(
-        {k: v for k, v in ckpt["config"].items() if k not in NON_RESULT_FIELDS}, cfg
-    )
+    return differing_result_field(ckpt["config"], cfg)
 
 
 def _refuse_other_run(out: Path, ckpt: dict[str, Any], cfg: TrainConfig) -> None:

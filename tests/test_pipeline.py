@@ -294,3 +294,30 @@ def test_a_bad_profile_stops_dvc_repro_before_anything_runs(tmp_path):
     errors = [line for line in output.splitlines() if line.startswith("sinreq params: error:")]
     assert len(errors) == 1 and "'domian'" in errors[0] and "bits=9" in errors[0], output
     assert not any((repo / name).exists() for name in ("runs", "data", "mlflow.db", "metrics"))
+
+
+def _run_folders(repo: Path) -> set[str]:
+    return {str(p.parent.relative_to(repo)) for p in (repo / "runs").rglob("config.json")}
+
+
+@pytest.mark.slow
+def test_dvc_exp_run_trains_the_changed_runs_and_reuses_the_rest(tmp_path, tiny_inline):
+    repo = tmp_path / "repo"
+    shutil.copytree(tiny_inline, repo, symlinks=True)
+    before = _run_folders(repo)
+    fp = {f for f in before if "/fp" in f}
+    # a regularizer option: only the lambda > 0 runs change (per method one tuning run and one
+    # final run); FP and the lambda-0 runs are reused, none clashes with a finished run
+    _dvc(repo, "exp", "run", "-S", "regularizer.options.domain=latent")
+    after = _run_folders(repo)
+    new = after - before
+    assert before <= after and len(new) == 2 * 2, sorted(new)
+    configs = [json.loads((repo / f / "config.json").read_text()) for f in new]
+    assert all(c["regularizer"]["options"]["domain"] == "latent" for c in configs)
+    assert all(c["regularizer"]["lambda"] > 0 for c in configs)
+    # a quantizer option: every quantized run is new, the FP runs are still reused
+    _dvc(repo, "exp", "run", "-S", "quant.first_last=quantize")
+    newer = _run_folders(repo) - after
+    assert len(newer) == 2 * 3 and not newer & fp, sorted(newer)
+    configs = [json.loads((repo / f / "config.json").read_text()) for f in newer]
+    assert {c["quant"]["first_last"] for c in configs} == {"quantize"}
