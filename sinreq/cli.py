@@ -148,6 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from sinreq.registry import load_plugins
+
+    try:
+        load_plugins()  # before the parser: their options are flags of `sinreq train`
+    except ValueError as err:
+        print(f"sinreq: error: {err}", file=sys.stderr)
+        return 2
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown and getattr(args, "missing", None) is None:

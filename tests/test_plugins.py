@@ -11,6 +11,7 @@ precision) against formulas written out here in numpy / float64 torch:
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -386,3 +387,49 @@ def test_lsq_activation_steps_live_on_the_model_device():
     devices = {name: p.device.type for name, p in model.named_parameters()}
     assert devices["1.act_quant.step"] == "meta"
     assert set(devices.values()) == {"meta"}
+
+
+@pytest.fixture
+def outside_plugin(monkeypatch):
+    """``examples/my_regularizer.py`` named in ``$SINREQ_PLUGINS``; unregistered afterwards."""
+    from sinreq import registry
+
+    path = str(Path(__file__).resolve().parents[1] / "examples" / "my_regularizer.py")
+    monkeypatch.setenv("SINREQ_PLUGINS", path)
+    yield path
+    REGULARIZERS._items.pop("l1grid", None)
+    registry._loaded.discard(path)
+
+
+def test_a_regularizer_from_outside_the_package_reaches_the_cli_and_the_profile(
+    outside_plugin, tmp_path, capsys
+):
+    import yaml
+
+    from sinreq.cli import main
+
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    params["regularizer"] = {"name": "l1grid", "options": {"power": 2.0}}
+    profile = tmp_path / "params.yaml"
+    profile.write_text(yaml.safe_dump(params))
+    assert main(["params", str(profile)]) == 0
+    model = quantize_model(random_net(0.5), "wrpn", 3)
+    reg = REGULARIZERS.get("l1grid")(model, 1.0, power=2.0)
+    expected = sum(
+        np.mean(((w - np.clip(np.round(w * 3) / 3, -1, 1)) * 3) ** 2)
+        for w in (m.weight.detach().double().numpy() for _, m in reg.layers)
+    )
+    assert reg().item() == pytest.approx(expected, rel=1e-6)
+    params["regularizer"]["options"]["power"] = -1
+    profile.write_text(yaml.safe_dump(params))
+    assert main(["params", str(profile)]) == 2
+    assert "option power=-1" in capsys.readouterr().err
+
+
+def test_a_plugin_that_cannot_be_imported_is_one_line(monkeypatch, capsys):
+    from sinreq.cli import main
+
+    monkeypatch.setenv("SINREQ_PLUGINS", "no_such_plugin_module")
+    assert main(["params", "params.yaml"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "'no_such_plugin_module'" in err
