@@ -308,7 +308,10 @@ def test_dvc_exp_run_trains_the_changed_runs_and_reuses_the_rest(tmp_path, tiny_
     fp = {f for f in before if "/fp" in f}
     # a regularizer option: only the lambda > 0 runs change (per method one tuning run and one
     # final run); FP and the lambda-0 runs are reused, none clashes with a finished run
-    _dvc(repo, "exp", "run", "-S", "regularizer.options.domain=latent")
+    data_dvc = (repo / "data.dvc").read_text()
+    run = _dvc(repo, "exp", "run", "-S", "regularizer.options.domain=latent")
+    assert "No file hash info found" not in run.stdout + run.stderr  # data/imagenet's warning
+    assert (repo / "data.dvc").read_text() == data_dvc  # no empty md5 line written
     after = _run_folders(repo)
     new = after - before
     assert before <= after and len(new) == 2 * 2, sorted(new)
