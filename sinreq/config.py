@@ -45,6 +45,20 @@ def _none_word(v: Any) -> Any:
     return None if isinstance(v, str) and v.strip().lower() in ("", "none", "null") else v
 
 
+def check_model(name: str) -> str:
+    """``name`` if it is a registered network, else a one-line ValueError listing them."""
+    if name not in models.available():
+        raise ValueError(f"unknown model {name!r}; allowed: {', '.join(models.available())}")
+    return name
+
+
+def check_dataset(name: str) -> str:
+    """``name`` if it is a known dataset, else a one-line ValueError listing them."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
+    return name
+
+
 class QuantConfig(BaseModel):
     """The ``quant:`` block: which quantizer, at which bits, on which layers."""
 
@@ -200,19 +214,8 @@ class TrainConfig(BaseModel):
     def _none_words(cls, v: Any) -> Any:
         return _none_word(v)
 
-    @field_validator("model")
-    @classmethod
-    def _known_model(cls, v: str) -> str:
-        if v not in models.available():
-            raise ValueError(f"unknown model {v!r}; allowed: {', '.join(models.available())}")
-        return v
-
-    @field_validator("dataset")
-    @classmethod
-    def _known_dataset(cls, v: str) -> str:
-        if v not in DATASETS:
-            raise ValueError(f"unknown dataset {v!r}; allowed: {', '.join(DATASETS)}")
-        return v
+    _known_model = field_validator("model")(check_model)
+    _known_dataset = field_validator("dataset")(check_dataset)
 
     @field_validator("lr_milestones", mode="before")
     @classmethod

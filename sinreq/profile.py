@@ -13,9 +13,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from sinreq import models
-from sinreq.config import NESTED, RegularizerConfig, TrainConfig, validation_message
-from sinreq.data import DATASETS
+from sinreq.config import (
+    NESTED,
+    RegularizerConfig,
+    TrainConfig,
+    check_dataset,
+    check_model,
+    validation_message,
+)
 from sinreq.launch import Launcher
 from sinreq.quant import FIRST_LAST_POLICIES, QUANTIZERS, check_bits
 
@@ -53,19 +58,8 @@ class Network(BaseModel):
     fp: dict[str, Any] = Field(default_factory=dict)
     quant: dict[str, Any] = Field(default_factory=dict)
 
-    @field_validator("model")
-    @classmethod
-    def _model(cls, v: str) -> str:
-        if v not in models.available():
-            raise ValueError(f"unknown model {v!r}; allowed: {', '.join(models.available())}")
-        return v
-
-    @field_validator("dataset")
-    @classmethod
-    def _dataset(cls, v: str) -> str:
-        if v not in DATASETS:
-            raise ValueError(f"unknown dataset {v!r}; allowed: {', '.join(DATASETS)}")
-        return v
+    _model = field_validator("model")(check_model)
+    _dataset = field_validator("dataset")(check_dataset)
 
     @field_validator("lambdas", mode="before")
     @classmethod
@@ -144,10 +138,7 @@ class Profile(BaseModel):
     @field_validator("datasets")
     @classmethod
     def _datasets(cls, v: list[str]) -> list[str]:
-        unknown = [d for d in v if d not in DATASETS]
-        if unknown:
-            raise ValueError(f"unknown dataset {unknown[0]!r}; allowed: {', '.join(DATASETS)}")
-        return v
+        return [check_dataset(d) for d in v]
 
 
 def check_profile(path: Path) -> Profile:
