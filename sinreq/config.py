@@ -461,8 +461,8 @@ def _tuning_plan(
 ) -> Plan:
     """``--tune-lambdas``: the tuning runs (every lambda x tuning seed) and, per candidate
     lambda, the final runs (lambda 0 and it x the --grid seeds), all validated up front."""
-    lambdas = _number_list("--tune-lambdas", args.tune_lambdas, float)
-    tune_seeds = _number_list("--tune-seeds", args.tune_seeds, int)
+    lambdas = number_list("--tune-lambdas", args.tune_lambdas, float)
+    tune_seeds = number_list("--tune-seeds", args.tune_seeds, int)
     if set(grid) - {"seed"}:
         raise ValueError(
             f"--grid {next(iter(set(grid) - {'seed'}))}: with --tune-lambdas the "
@@ -494,13 +494,17 @@ def _tuning_plan(
     )
 
 
-def _number_list(flag: str, text: str | None, kind: type) -> list:
+def number_list(where: str, text: str | None, kind: type) -> list:
+    """The numbers of the comma-separated ``text`` (each ``kind``, >= 0), or a one-line
+    ValueError that starts with ``where`` (a flag, or nothing)."""
     try:
         numbers = [kind(x) for x in (text or "").split(",") if x.strip()]
     except ValueError:
         numbers = []
     if not numbers or any(x < 0 or x != x for x in numbers):
-        raise ValueError(f"{flag} {text!r}: allowed: a comma-separated list of numbers >= 0")
+        raise ValueError(
+            f"{where} {text!r}".strip() + ": allowed: a comma-separated list of numbers >= 0"
+        )
     return numbers
 
 

@@ -19,20 +19,16 @@ from sinreq.config import (
     TrainConfig,
     check_dataset,
     check_model,
+    number_list,
     validation_message,
 )
 from sinreq.launch import Launcher
 from sinreq.quant import FIRST_LAST_POLICIES, QUANTIZERS, check_bits
 
 
-def _numbers(text: str, kind: type) -> str:
-    """``text`` if it is a comma-separated list of numbers >= 0, else a ValueError."""
-    try:
-        values = [kind(x) for x in str(text).split(",") if x.strip()]
-    except ValueError:
-        values = []
-    if not values or any(v < 0 for v in values):
-        raise ValueError(f"{text!r} is not allowed; allowed: comma-separated numbers >= 0")
+def _numbers(text: Any, kind: type) -> str:
+    """``text`` if it is a comma-separated list of numbers >= 0 (:func:`number_list`)."""
+    number_list("", str(text), kind)
     return str(text)
 
 

@@ -43,7 +43,7 @@ def test_every_problem_is_named_in_one_line_and_nothing_is_written(tmp_path, cap
         "networks.1: quant.regularizer: set it in the profile's regularizer block",
         "bits=9 is not supported",
         "unknown quantizer 'xnor'",
-        "seeds.final: 'a,b' is not allowed",
+        "seeds.final: 'a,b': allowed: a comma-separated list of numbers >= 0",
         "unknown option 'extra_key'",
     ):
         assert named in err, named
