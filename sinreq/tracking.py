@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -16,6 +17,12 @@ from typing import Any
 import torch
 
 from sinreq.config import TrainConfig, flat_config, result_config
+
+# MLflow's telemetry thread sets and unsets an environment variable while `requests` iterates
+# os.environ for proxy settings: a run logging to a server died of KeyError
+# '_MLFLOW_TELEMETRY_SESSION_ID' (a local-workers test, 1 run in 4). Off unless the user set it;
+# before mlflow is imported, in every process that logs (workers inherit it).
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
 def provenance() -> dict[str, Any]:

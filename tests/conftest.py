@@ -35,7 +35,11 @@ def mlflow_server(tmp_path):
         "--workers",
         "1",
     ]
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no 8 job processes
+    env = {
+        **os.environ,
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # no 8 job processes
+        "MLFLOW_DISABLE_TELEMETRY": "true",  # no thread that edits os.environ (sinreq.tracking)
+    }
     with log.open("w") as sink:  # its own session: stopping it stops uvicorn, its child, too
         server = subprocess.Popen(
             cmd, stdout=subprocess.DEVNULL, stderr=sink, env=env, start_new_session=True

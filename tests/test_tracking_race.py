@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -72,3 +75,17 @@ def test_workers_logging_one_dataset_at_once_all_succeed(tmp_path, mlflow_server
         assert len(runs) == WORKERS and {r.info.status for r in runs} == {"FINISHED"}
         inputs = [d.dataset for r in runs for d in r.inputs.dataset_inputs]
         assert len(inputs) == WORKERS and len({(d.name, d.digest) for d in inputs}) == 1
+
+
+def test_mlflow_telemetry_is_off_where_runs_log():
+    """Its thread edits os.environ while requests reads it (a KeyError that killed a run)."""
+    code = (
+        "import sinreq.tracking; "
+        "from mlflow.telemetry.utils import is_telemetry_disabled; print(is_telemetry_disabled())"
+    )
+    # as in a user's shell: no pytest or CI variable (either turns MLflow's telemetry off itself)
+    unset = ("MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK", "PYTEST_CURRENT_TEST", "CI")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "True"
