@@ -37,6 +37,7 @@ NON_RESULT_FIELDS = {
     "stage",
     "phase",
     "parent_run_id",
+    "on_collapse",  # what happens after a collapse, not the numbers up to it (sinreq.train)
 }
 
 
@@ -160,6 +161,20 @@ class RegularizerConfig(BaseModel):
         return self.options.get("domain", "normalized")
 
 
+class ArmConfig(RegularizerConfig):
+    """One arm of a benchmark: an entry of a ``regularizer:`` *list* in a profile (or in the
+    ``--regularizer-from`` file). Each arm is tuned on validation over its own ``lambdas``
+    (default: ``--tune-lambdas``) and its final runs are paired by seed with lambda 0 (none)."""
+
+    lambdas: str | None = Field(None, description="lambdas to tune for this arm (L1,L2)")
+
+    @field_validator("lambdas", mode="before")
+    @classmethod
+    def _lambda_list(cls, v: Any) -> str | None:
+        v = _none_word(v)
+        return v if v is None else ",".join(map(str, number_list("", str(v), float)))
+
+
 class TrainConfig(BaseModel):
     """Everything that defines a training run. Each field is a ``--kebab-case`` flag and a key of
     the ``--config`` YAML file (flags win); the ``quant`` and ``regularizer`` blocks are nested
@@ -207,6 +222,14 @@ class TrainConfig(BaseModel):
     parent_run_id: str | None = Field(None, description="MLflow run this run is a child of")
     phase: Literal["baseline", "tune", "final"] | None = Field(
         None, description="study phase: FP baseline, lambda tuning, or final seeds"
+    )
+    # -- collapse guard (sinreq.train.collapse_reason); not result-relevant (NON_RESULT_FIELDS)
+    on_collapse: Literal["stop", "continue"] = Field(
+        "stop",
+        description="a collapsed run: stop (exit 2) or continue; either way metrics.json records "
+        "'collapsed'. Collapsed: a non-finite loss (always stops), an epoch's mean cross-entropy "
+        "above 10 x ln(classes), or validation accuracy after a whole first epoch (not cut by "
+        "--max-steps) at or below 1.5 x chance (100/classes percent), at most chance + 5 points",
     )
 
     @field_validator("init_from", "classes", mode="before")
@@ -374,7 +397,8 @@ def validation_message(err: ValidationError, flags: bool = True) -> str:
     with ``flags=False``)."""
     parts = []
     for e in err.errors():
-        where = _where(e["loc"], flags) if e["loc"] else "config"
+        loc = tuple(p for p in e["loc"] if p not in ("one", "arms"))  # a union's branch tags
+        where = _where(loc, flags) if loc else "config"
         if e["type"] == "extra_forbidden":
             parts.append(f"unknown option {where.removeprefix('--')!r}")
             continue
@@ -394,14 +418,26 @@ def _validate(values: dict[str, Any]) -> TrainConfig:
 @dataclass
 class Plan:
     """What one ``sinreq train`` command runs: ``runs`` (one run or a grid), or, with lambda
-    tuning, the ``tune`` runs then ``finals[chosen lambda]`` (every candidate validated up front).
-    """
+    tuning, per arm (a regularizer's label) its ``tune`` runs (lambda 0's shared by every arm),
+    then the ``baseline`` (lambda 0) and ``finals[arm][chosen lambda]`` runs of the final seeds
+    (every candidate validated up front)."""
 
     runs: list[TrainConfig]
     summary: Path | None = None
-    tune: list[TrainConfig] = dataclass_field(default_factory=list)
-    finals: dict[float, list[TrainConfig]] = dataclass_field(default_factory=dict)
+    tune: dict[str, list[TrainConfig]] = dataclass_field(default_factory=dict)
+    finals: dict[str, dict[float, list[TrainConfig]]] = dataclass_field(default_factory=dict)
+    baseline: list[TrainConfig] = dataclass_field(default_factory=list)
     folder: Path | None = None  # a grid's folder: its runs, lambda_choice.json, MLflow parent
+
+    @property
+    def tune_runs(self) -> list[TrainConfig]:
+        """Every tuning run once (lambda 0 is shared by the arms)."""
+        return list({c.out: c for cfgs in self.tune.values() for c in cfgs}.values())
+
+    def all_runs(self) -> list[TrainConfig]:
+        """Every run the plan may train, each once."""
+        finals = [c for by_lam in self.finals.values() for cfgs in by_lam.values() for c in cfgs]
+        return self.runs + self.tune_runs + self.baseline + finals
 
     def with_parent(self, run_id: str | None) -> Plan:
         """This plan with every run a child of MLflow run ``run_id``."""
@@ -409,8 +445,12 @@ class Plan:
         def child(cfgs: list[TrainConfig]) -> list[TrainConfig]:
             return [c.model_copy(update={"parent_run_id": run_id}) for c in cfgs]
 
-        finals = {lam: child(cfgs) for lam, cfgs in self.finals.items()}
-        return Plan(child(self.runs), self.summary, child(self.tune), finals, self.folder)
+        tune = {arm: child(cfgs) for arm, cfgs in self.tune.items()}
+        finals = {
+            arm: {lam: child(cfgs) for lam, cfgs in by_lam.items()}
+            for arm, by_lam in self.finals.items()
+        }
+        return Plan(child(self.runs), self.summary, tune, finals, child(self.baseline), self.folder)
 
 
 def configs_from_args(args: argparse.Namespace) -> Plan:
@@ -432,11 +472,13 @@ def configs_from_args(args: argparse.Namespace) -> Plan:
             raise ValueError(f"config {args.config} must be a YAML mapping of option: value")
         grid = dict(loaded.pop("grid", None) or {})
         values = {_field_name(str(k)): v for k, v in loaded.items()}
+    arms = None
     if getattr(args, "regularizer_from", None):
-        values["regularizer"] = {
-            **_block(args.regularizer_from, "regularizer"),
-            **values.get("regularizer", {}),
-        }
+        block = _block(args.regularizer_from, "regularizer", list)
+        if isinstance(block, list):
+            arms = block
+        else:
+            values["regularizer"] = {**block, **values.get("regularizer", {})}
     for item in args.grid or []:
         key, sep, listed = item.partition("=")
         if not sep or not listed:
@@ -446,6 +488,11 @@ def configs_from_args(args: argparse.Namespace) -> Plan:
         if value is not None and path.split(".")[0] in TrainConfig.model_fields:
             _set(values, path, value)
     tuning = getattr(args, "tune_lambdas", None) or getattr(args, "tune_seeds", None)
+    if arms is not None and (not tuning or "regularizer" in values):
+        raise ValueError(
+            f"--regularizer-from {args.regularizer_from}: a list of regularizers (arms) needs "
+            "--tune-lambdas and --tune-seeds, and no --regularizer.* flags"
+        )
     if not grid and not tuning:
         return Plan([_validate(values)])
     if "out" not in values:
@@ -453,14 +500,33 @@ def configs_from_args(args: argparse.Namespace) -> Plan:
     summary = Path(args.grid_summary or Path(values["out"]) / "grid.json")
     if not tuning:
         return Plan(_expand(values, grid), summary, folder=Path(values["out"]))
-    return _tuning_plan(values, grid, args, summary)
+    return _tuning_plan(values, grid, args, summary, arms)
+
+
+def _arms(values: dict[str, Any], arms: list[Any] | None) -> dict[str, ArmConfig]:
+    """The arms by label: the regularizer's name, ``name-2`` ... for a name listed again (the
+    authors' setting beside a tuned one). Without a list, the one ``regularizer`` block."""
+    try:
+        parsed = [ArmConfig.model_validate(a) for a in (arms or [values.get("regularizer", {})])]
+    except ValidationError as err:
+        raise ValueError(f"regularizer: {validation_message(err, flags=False)}") from None
+    labels: dict[str, ArmConfig] = {}
+    for arm in parsed:
+        count = sum(a.name == arm.name for a in labels.values())
+        labels[arm.name if not count else f"{arm.name}-{count + 1}"] = arm
+    return labels
 
 
 def _tuning_plan(
-    values: dict[str, Any], grid: dict[str, list[Any]], args: argparse.Namespace, summary: Path
+    values: dict[str, Any],
+    grid: dict[str, list[Any]],
+    args: argparse.Namespace,
+    summary: Path,
+    arms: list[Any] | None = None,
 ) -> Plan:
-    """``--tune-lambdas``: the tuning runs (every lambda x tuning seed) and, per candidate
-    lambda, the final runs (lambda 0 and it x the --grid seeds), all validated up front."""
+    """``--tune-lambdas``: per arm, the tuning runs (every lambda x tuning seed) and, per
+    candidate lambda, its final runs (x the --grid seeds), beside the final seeds' lambda-0
+    runs, all validated up front."""
     lambdas = number_list("--tune-lambdas", args.tune_lambdas, float)
     tune_seeds = number_list("--tune-seeds", args.tune_seeds, int)
     if set(grid) - {"seed"}:
@@ -476,22 +542,35 @@ def _tuning_plan(
             "allowed: seeds disjoint from --grid seed"
         )
     root = Path(values["out"])
-    grid = {"seed": sorted(finals)}
-    tune = _expand(
-        {**values, "phase": "tune", "out": str(root / "tune")},
-        {"seed": tune_seeds, LAMBDA: lambdas},
+    seeds = sorted(finals)
+    labelled = _arms(values, arms)
+    plan = Plan(runs=[], summary=summary, folder=root)
+    for label, arm in labelled.items():
+        own = number_list(f"regularizer {label} lambdas", arm.lambdas, float) if arm.lambdas else []
+        arm_values = {**values, "regularizer": arm.model_dump(by_alias=True, exclude={"lambdas"})}
+        tag = label if len(labelled) > 1 else ""  # arms' run names differ by their label
+        plan.tune[label] = _expand(
+            {**arm_values, "phase": "tune", "out": str(root / "tune")},
+            {"seed": tune_seeds, LAMBDA: own or lambdas},
+            tag,
+        )
+        plan.finals[label] = {
+            lam: _expand(
+                {**arm_values, "phase": "final", "out": str(root / "final")},
+                {"seed": seeds, LAMBDA: [lam]},
+                tag,
+            )
+            for lam in own or lambdas
+            if lam > 0
+        }
+        if not plan.finals[label]:
+            raise ValueError(f"--tune-lambdas: arm {label} has no lambda > 0 to choose")
+    first = next(iter(labelled.values())).model_dump(by_alias=True, exclude={"lambdas"})
+    plan.baseline = _expand(
+        {**values, "regularizer": first, "phase": "final", "out": str(root / "final")},
+        {"seed": seeds, LAMBDA: [0.0]},
     )
-    final = {"phase": "final", "out": str(root / "final")}
-    return Plan(
-        runs=[],
-        summary=summary,
-        folder=root,
-        tune=tune,
-        finals={
-            lam: _expand({**values, **final}, {**grid, LAMBDA: sorted({0.0, lam})})
-            for lam in lambdas
-        },
-    )
+    return plan
 
 
 def number_list(where: str, text: str | None, kind: type) -> list:
@@ -508,9 +587,10 @@ def number_list(where: str, text: str | None, kind: type) -> list:
     return numbers
 
 
-def _expand(values: dict[str, Any], grid: dict[str, list[Any]]) -> list[TrainConfig]:
+def _expand(values: dict[str, Any], grid: dict[str, list[Any]], tag: str = "") -> list[TrainConfig]:
     """The Cartesian product of ``grid`` over ``values``, each run in ``OUT/<name>-<hash>``: a
-    readable name from the varied values (``seed0-lambda0.1``) and the first 8 hex digits of
+    readable name from the varied values (``seed0-lambda0.1``; an arm's ``tag`` appended when
+    its lambda is > 0: ``seed0-lambda0.1-msqe``) and the first 8 hex digits of
     the hash of everything that changes its numbers (:func:`config_hash`), so that a run of
     another configuration never lands in (or resumes) this one's folder."""
     unknown = [k for k in grid if k.split(".")[0] not in TrainConfig.model_fields or k == "out"]
@@ -522,6 +602,8 @@ def _expand(values: dict[str, Any], grid: dict[str, list[Any]]) -> list[TrainCon
             f"{k.rsplit('.', 1)[-1]}{float(v):g}" if k == LAMBDA else f"{k.rsplit('.', 1)[-1]}{v}"
             for k, v in zip(grid, combo, strict=True)
         )
+        if tag and float(dict(zip(grid, combo, strict=True)).get(LAMBDA, 0)) > 0:
+            name = f"{name}-{tag}"
         run = copy.deepcopy(values)
         for key, value in zip(grid, combo, strict=True):
             _set(run, key, value)
@@ -564,13 +646,14 @@ def resolve_run_folder(path: str) -> str:
     return str(folder.parent / name) if name else path
 
 
-def _block(file: str, key: str) -> dict[str, Any]:
-    """The ``key:`` mapping of YAML ``file`` (a one-line error when unreadable or absent)."""
+def _block(file: str, key: str, *also: type) -> Any:
+    """The ``key:`` mapping of YAML ``file`` (or one of the types ``also``); a one-line error
+    when unreadable or absent."""
     try:
         block = (yaml.safe_load(Path(file).read_text()) or {}).get(key)
     except (OSError, yaml.YAMLError, AttributeError) as err:
         raise ValueError(f"cannot read {file}: {err}".splitlines()[0]) from None
-    if not isinstance(block, dict):
+    if not isinstance(block, (dict, *also)):
         raise ValueError(f"{file} has no {key}: mapping")
     return block
 

@@ -181,64 +181,75 @@ def train_all(plan: Plan, launcher: Launcher | None = None) -> None:
     from sinreq.tuning import choose_lambda
 
     launcher = launcher or Launcher()
-    first = (plan.runs + plan.tune)[0]
+    first = (plan.runs + plan.tune_runs)[0]
     check_tracking(launcher, first)
     if distributed.world_size() > 1 and launcher.kind != "inline":
         raise ValueError(f"launcher.kind={launcher.kind} under torchrun; allowed: inline")
-    for cfg in plan.runs + plan.tune:
+    for cfg in plan.runs + plan.tune_runs:
         distributed.check_batch_size(cfg.batch_size)  # before joining the process group
     device = resolve_device(first.device)
     with local_workers(launcher) as pool, distributed.process_group(device):
         parent = None
         if plan.folder is not None and distributed.is_main():
             parent = parent_run_id(plan.folder, first)
-            write_index(plan.runs + plan.tune + [c for cfgs in plan.finals.values() for c in cfgs])
+            write_index(plan.all_runs())
         plan = plan.with_parent(parent)
-        results = run_phase(launcher, plan.runs + plan.tune, pool)
-        choice = None
+        results = run_phase(launcher, plan.runs + plan.tune_runs, pool)
+        chosen: dict[str, float] = {}
         if plan.tune:
-            choice = choose_lambda(
-                [(c.regularizer.lam, results[run_key(c)]["val_acc"]) for c in plan.tune]
-            )
+            choices = {
+                arm: choose_lambda(
+                    [(c.regularizer.lam, results[run_key(c)]["val_acc"]) for c in cfgs]
+                )
+                for arm, cfgs in plan.tune.items()
+            }
+            chosen = {arm: choice["chosen"] for arm, choice in choices.items()}
             if distributed.is_main():
-                write_json(plan.folder / "lambda_choice.json", choice)
-                print(f"lambda {choice['chosen']:g} chosen on validation", file=sys.stderr)
-            results.update(run_phase(launcher, plan.finals[choice["chosen"]], pool))
+                write_json(plan.folder / "lambda_choice.json", choices)
+                picked = ", ".join(f"{arm} {lam:g}" for arm, lam in chosen.items())
+                print(f"lambda chosen on validation: {picked}", file=sys.stderr)
+            finals = [c for arm, lam in chosen.items() for c in plan.finals[arm][lam]]
+            results.update(run_phase(launcher, plan.baseline + finals, pool))
     if plan.summary is not None and distributed.is_main():
         keep = ("test_acc", "val_acc", "near_level_frac", "sin2", "hard_round_test_acc")
         summary = {name: {k: m[k] for k in keep if k in m} for name, m in results.items()}
         write_json(plan.summary, summary)
-        finals = plan.finals[choice["chosen"]] if choice else plan.runs
-        metrics, tags = grid_summary([(c, results[run_key(c)]) for c in finals], choice)
+
+        def measured(cfgs: list[TrainConfig]) -> list[tuple[TrainConfig, dict[str, Any]]]:
+            return [(c, results[run_key(c)]) for c in cfgs]
+
+        arms = {arm: (lam, measured(plan.finals[arm][lam])) for arm, lam in chosen.items()}
+        metrics, tags = grid_summary(measured(plan.baseline if chosen else plan.runs), arms)
         finish_parent_run(parent, first.tracking_uri, metrics, tags)
 
 
 def grid_summary(
-    runs: list[tuple[TrainConfig, dict[str, Any]]], choice: dict[str, Any] | None
+    runs: list[tuple[TrainConfig, dict[str, Any]]],
+    arms: dict[str, tuple[float, list[tuple[TrainConfig, dict[str, Any]]]]] | None = None,
 ) -> tuple[dict[str, float], dict[str, str]]:
-    """What the parent run shows: test accuracy mean, std and n over seeds; with lambda tuning
-    per arm (``q``: lambda 0, ``<regularizer>``: the chosen lambda), the chosen lambda and the
-    paired gain (mean, 95 % CI, p; its verdict is uncorrected, the report applies Holm)."""
+    """What the parent run shows: test accuracy mean, std and n over seeds; with lambda tuning,
+    ``runs`` are the lambda-0 finals (suffix ``_q``) and each arm (``_<arm>``: its chosen
+    lambda's finals) adds its chosen lambda and its paired gain over ``_q`` (mean, 95 % CI, p;
+    its verdict is uncorrected, the report applies Holm)."""
     import numpy as np
 
     from sinreq.stats import paired_difference, verdicts
 
-    arms = {"": runs}
-    if choice is not None:
-        regularized = [r for r in runs if r[0].regularizer.lam]
-        arm = f"_{regularized[0][0].regularizer.name}"
-        arms = {"_q": [r for r in runs if r[0].regularizer.lam == 0], arm: regularized}
-    by_seed = {
-        k: [m["test_acc"] for _, m in sorted(a, key=lambda r: r[0].seed)] for k, a in arms.items()
-    }
+    def by_seed(measured: list[tuple[TrainConfig, dict[str, Any]]]) -> list[float]:
+        return [m["test_acc"] for _, m in sorted(measured, key=lambda r: r[0].seed)]
+
+    accs = {"_q" if arms else "": by_seed(runs)}
+    accs |= {f"_{arm}": by_seed(measured) for arm, (_, measured) in (arms or {}).items()}
     metrics: dict[str, float] = {}
-    for suffix, accs in by_seed.items():
-        acc = np.array(accs)
+    for suffix, values in accs.items():
+        acc = np.array(values)
         metrics |= {f"test_acc_mean{suffix}": acc.mean(), f"test_acc_n{suffix}": acc.size}
         metrics[f"test_acc_std{suffix}"] = acc.std(ddof=1) if acc.size > 1 else 0.0
-    if choice is None:
-        return metrics, {}
-    gain = paired_difference(by_seed["_q"], by_seed[arm])
-    metrics |= {"lambda_chosen": choice["chosen"], "gain_mean": gain.mean, "gain_p": gain.p}
-    metrics |= {"gain_ci_low": gain.ci_low, "gain_ci_high": gain.ci_high}
-    return metrics, {"verdict_uncorrected": verdicts([gain])[0]}  # Holm over one test: plain p
+    tags: dict[str, str] = {}
+    for arm, (lam, _) in (arms or {}).items():
+        gain = paired_difference(accs["_q"], accs[f"_{arm}"])
+        metrics |= {f"lambda_chosen_{arm}": lam, f"gain_mean_{arm}": gain.mean}
+        metrics |= {f"gain_p_{arm}": gain.p, f"gain_ci_low_{arm}": gain.ci_low}
+        metrics[f"gain_ci_high_{arm}"] = gain.ci_high
+        tags[f"verdict_uncorrected_{arm}"] = verdicts([gain])[0]  # Holm over one test: plain p
+    return metrics, tags

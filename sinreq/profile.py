@@ -8,13 +8,23 @@ of each network) and the regularizer block are checked by the same models ``sinr
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from sinreq.config import (
     NESTED,
+    ArmConfig,
     RegularizerConfig,
     TrainConfig,
     check_dataset,
@@ -127,7 +137,10 @@ class Profile(BaseModel):
     seeds: Seeds
     networks: list[Network] = Field(min_length=1)
     quant: QuantBlock
-    regularizer: RegularizerConfig
+    regularizer: Annotated[
+        Annotated[RegularizerConfig, Tag("one")] | Annotated[list[ArmConfig], Tag("arms")],
+        Discriminator(lambda v: "arms" if isinstance(v, list) else "one"),
+    ]  # one regularizer (a mapping), or a benchmark's arms (a list)
     reference: str
     launcher: Launcher = Field(default_factory=Launcher)
 

@@ -260,26 +260,22 @@ def test_parent_summary_of_a_tuned_grid_against_scipy():
 
     q = {2: 90.0, 0: 91.0, 1: 92.0}  # seed -> test accuracy, listed in another seed order
     qs = {0: 93.0, 1: 92.5, 2: 91.0}
-    runs = [
-        (
-            TrainConfig(
-                quant={"name": "dorefa"},
-                regularizer={"lambda": lam},
-                model="resnet20",
-                out="x",
-                seed=s,
-            ),
-            {"test_acc": a},
+
+    def run(lam, s, a):
+        cfg = TrainConfig(
+            quant={"name": "dorefa"}, regularizer={"lambda": lam}, model="resnet20", out="x", seed=s
         )
-        for lam, arm in ((0.0, q), (0.1, qs))
-        for s, a in arm.items()
-    ]
-    metrics, tags = grid_summary(runs, {"chosen": 0.1})
+        return cfg, {"test_acc": a}
+
+    baseline = [run(0.0, s, a) for s, a in q.items()]
+    metrics, tags = grid_summary(
+        baseline, {"sinreq": (0.1, [run(0.1, s, a) for s, a in qs.items()])}
+    )
     # pairs are matched by seed: seed 0 -> (91, 93), seed 1 -> (92, 92.5), seed 2 -> (90, 91)
     t = stats.ttest_rel([93, 92.5, 91], [91, 92, 90])
-    assert metrics["gain_mean"] == pytest.approx(np.mean([2.0, 0.5, 1.0]))
-    assert metrics["gain_p"] == pytest.approx(t.pvalue)
+    assert metrics["gain_mean_sinreq"] == pytest.approx(np.mean([2.0, 0.5, 1.0]))
+    assert metrics["gain_p_sinreq"] == pytest.approx(t.pvalue)
     assert metrics["test_acc_mean_q"] == pytest.approx(91.0)
     assert metrics["test_acc_std_sinreq"] == pytest.approx(np.std(list(qs.values()), ddof=1))
-    assert metrics["test_acc_n_q"] == 3 and metrics["lambda_chosen"] == 0.1
-    assert tags == {"verdict_uncorrected": "gain" if t.pvalue < 0.05 else "no difference"}
+    assert metrics["test_acc_n_q"] == 3 and metrics["lambda_chosen_sinreq"] == 0.1
+    assert tags == {"verdict_uncorrected_sinreq": "gain" if t.pvalue < 0.05 else "no difference"}

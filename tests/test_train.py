@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from sinreq.cli import main
-from sinreq.config import resolve_run_folder
+from sinreq.config import grid_run_name, resolve_run_folder
 
 FAST = ["--model", "cifar10_convnet", "--dataset", "digits", "--batch-size", "64", "--lr", "0.02"]
 WRPN4 = ["--quant.name", "wrpn", "--quant.bits", "4"]
@@ -285,7 +285,7 @@ def test_lambda_tuned_on_validation_then_fresh_final_seeds(tmp_path, capsys):
                              / "metrics.json").read_text())["val_acc"]
             for lam in ("0", "0.5", "5")}  # fmt: skip
     best = max(("0.5", "5"), key=lambda lam: (tune[lam], -float(lam)))  # lambda 0: never chosen
-    choice = json.loads((tmp_path / "q" / "lambda_choice.json").read_text())
+    choice = json.loads((tmp_path / "q" / "lambda_choice.json").read_text())["sinreq"]
     assert f"{choice['chosen']:g}" == best
     assert {k: v["val_acc_mean"] for k, v in choice["candidates"].items()} == tune
     finals = sorted(p.name[:-9] for p in (tmp_path / "q" / "final").iterdir() if p.is_dir())
@@ -307,6 +307,54 @@ def test_lambda_tuned_on_validation_then_fresh_final_seeds(tmp_path, capsys):
     )
     assert "may vary only seed" in capsys.readouterr().err
     assert len(_runs(uri)) == 3 + 7 + 2  # and the parent runs of the fp and q grids
+
+
+def test_arms_tuned_separately_and_paired_with_one_shared_baseline(tmp_path):
+    """A list of regularizers: each arm tuned on its own lambdas (validation argmax), the
+    lambda-0 runs (tuning reference and final baseline) run once for all arms."""
+    uri = _uri(tmp_path)
+    fp = ["train", *FAST, "--quant.name", "fp", "--epochs", "1", "--tracking-uri", uri]
+    assert (
+        main([*fp, "--grid", "seed=0,10", "--max-steps", "4", "--out", str(tmp_path / "fp")]) == 0
+    )
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        "regularizer:\n"
+        "  - {name: sinreq, lambdas: '0,0.5,5', schedule: constant}\n"
+        "  - {name: msqe, lambdas: '0.1,1', schedule: constant}\n"
+        "  - {name: sinreq, lambdas: '1', schedule: constant, options: {domain: latent}}\n"
+    )
+    q = ["train", *FAST, "--quant.name", "dorefa", "--quant.bits", "3", "--quant.act-bits", "3",
+         "--epochs", "1", "--max-steps", "4", "--init-from", str(tmp_path / "fp" / "seed{seed}"),
+         "--tracking-uri", uri, "--out", str(tmp_path / "q"), "--regularizer-from", str(params),
+         "--tune-lambdas", "7", "--tune-seeds", "10", "--grid", "seed=0"]  # fmt: skip
+    assert main(q) == 0
+
+    def val(name: str) -> float:
+        return json.loads((run_dir(tmp_path / "q" / "tune" / name) / "metrics.json").read_text())[
+            "val_acc"
+        ]
+
+    choice = json.loads((tmp_path / "q" / "lambda_choice.json").read_text())
+    assert sorted(choice) == ["msqe", "sinreq", "sinreq-2"]
+    for arm, lams in (("sinreq", ("0.5", "5")), ("msqe", ("0.1", "1")), ("sinreq-2", ("1",))):
+        best = max(lams, key=lambda lam: (val(f"seed10-lambda{lam}-{arm}"), -float(lam)))
+        assert f"{choice[arm]['chosen']:g}" == best
+        assert choice[arm]["candidates"].get("0", {}).get("val_acc_mean") == (
+            val("seed10-lambda0") if arm == "sinreq" else None
+        )
+    tune = sorted(grid_run_name(p) for p in (tmp_path / "q" / "tune").iterdir() if p.is_dir())
+    assert tune == sorted(["seed10-lambda0", "seed10-lambda0.5-sinreq", "seed10-lambda5-sinreq",
+                           "seed10-lambda0.1-msqe", "seed10-lambda1-msqe",
+                           "seed10-lambda1-sinreq-2"])  # fmt: skip
+    finals = sorted(grid_run_name(p) for p in (tmp_path / "q" / "final").iterdir() if p.is_dir())
+    assert finals == sorted(
+        ["seed0-lambda0"] + [f"seed0-lambda{choice[a]['chosen']:g}-{a}" for a in choice]
+    )
+    from sinreq.report.results import collect_results
+
+    arms = collect_results([tmp_path / "q"]).query("phase == 'final'")["arm"]
+    assert sorted(arms) == ["q", "q+msqe", "q+sinreq domain=latent", "q+sinreq domain=normalized"]
 
 
 def test_yaml_config_and_flags_win(tmp_path):
