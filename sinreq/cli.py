@@ -1,4 +1,4 @@
-"""The ``sinreq`` command line: ``train``, ``download``, ``report``, ``check``.
+"""The ``sinreq`` command line: ``train``, ``download``, ``report``, ``check``, ``references``.
 
 Every user error (bad flag value, unreadable config, missing data, a diverged run) ends with a
 one-line message on stderr and exit code 2, without a traceback and without touching existing
@@ -94,6 +94,50 @@ def _check(args: argparse.Namespace) -> int:
     return check_command(Path(args.results), Path(args.reference), profile=args.profile)
 
 
+def _references(args: argparse.Namespace) -> int:
+    from sinreq.report.claims import references_command
+
+    rule = {k: getattr(args, k) for k in ("k", "floor", "cap") if getattr(args, k) is not None}
+    write = Path(args.write) if args.write else None
+    return references_command(Path(args.results), profile=args.profile, write=write, **rule)
+
+
+def _leaderboard(args: argparse.Namespace) -> int:
+    from sinreq.report.leaderboard import leaderboard_command
+
+    reference = Path(args.reference) if args.reference else None
+    return leaderboard_command(Path(args.root), Path(args.out), reference, Path(args.profiles))
+
+
+def _ui(args: argparse.Namespace) -> int:
+    import yaml
+
+    from sinreq import tracking
+
+    port = tracking.check_ui_address(args.host, args.port)
+    profile: dict = {}
+    if args.tracking_uri is None or args.experiment is None:
+        try:
+            profile = yaml.safe_load(Path(args.params).read_text()) or {}
+        except FileNotFoundError:
+            profile = {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ValueError(f"cannot read {args.params}: {' '.join(str(err).split())}") from None
+        if not isinstance(profile, dict):
+            raise ValueError(f"{args.params}: allowed: a YAML mapping (a profile)")
+    uri = args.tracking_uri or profile.get("tracking_uri") or "sqlite:///mlflow.db"
+    experiment = args.experiment or profile.get("experiment") or "sinreq"
+    experiment_id = tracking.ui_experiment_id(uri, experiment)
+    view = tracking.write_ui_view(uri, experiment_id)
+    url = tracking.runs_table_url(args.host, port, experiment_id, view)
+    cmd = tracking.ui_command(uri, args.host, port)
+    if args.dry_run:
+        print(url)
+        print(" ".join(cmd), file=sys.stderr)
+        return 0
+    return tracking.serve_ui(cmd, url, f"{tracking.ui_base_url(args.host, port)}/health")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sinreq", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -116,7 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument(
         "name", help="dataset name (cifar10, svhn, fashion_mnist; digits is embedded)"
     )
-    download.add_argument("--root", default="data", help="folder to put the dataset in")
+    download.add_argument(
+        "--root", default="data", help="folder to put the dataset in (default: %(default)s)"
+    )
     download.add_argument(
         "--from",
         dest="source",
@@ -127,23 +173,102 @@ def build_parser() -> argparse.ArgumentParser:
     download.set_defaults(func=_download)
 
     params = sub.add_parser("params", help="check a profile (params.yaml) whole, before training")
-    params.add_argument("file", nargs="?", default="params.yaml", help="the profile to check")
-    params.add_argument("--out", help="write the stamp 'valid' here when it is (for DVC)")
+    params.add_argument(
+        "file", nargs="?", default="params.yaml", help="the profile to check (default: %(default)s)"
+    )
+    params.add_argument(
+        "--out", help="write the stamp 'valid' here when it is, for DVC (default: none)"
+    )
     params.set_defaults(func=_params)
 
     report = sub.add_parser("report", help="results, gap-closure tables and plots from runs")
     report.add_argument("runs", nargs="+", help="run folders (each with config.json, metrics.json)")
-    report.add_argument("--out", default="reports", help="output folder")
-    report.add_argument("--reference", help="reference YAML whose paper claims the summary shows")
-    report.add_argument("--tracking-uri", default="sqlite:///mlflow.db", help="MLflow store")
-    report.add_argument("--experiment", default="sinreq", help="MLflow experiment")
+    report.add_argument("--out", default="reports", help="output folder (default: %(default)s)")
+    report.add_argument(
+        "--reference",
+        help="reference YAML whose paper claims the summary shows (default: none, no claims)",
+    )
+    report.add_argument(
+        "--tracking-uri", default="sqlite:///mlflow.db", help="MLflow store (default: %(default)s)"
+    )
+    report.add_argument(
+        "--experiment", default="sinreq", help="MLflow experiment (default: %(default)s)"
+    )
     report.set_defaults(func=_report)
 
     check = sub.add_parser("check", help="compare results with the paper and our references")
-    check.add_argument("--results", default="reports/results.csv")
-    check.add_argument("--reference", default="reports/paper_reference.yaml")
-    check.add_argument("--profile", default=None, help="profile the results come from")
+    check.add_argument(
+        "--results",
+        default="reports/results.csv",
+        help="the results table `sinreq report` wrote (default: %(default)s)",
+    )
+    check.add_argument(
+        "--reference",
+        default="reports/paper_reference.yaml",
+        help="the claims to judge: the paper's and our regression references "
+        "(default: %(default)s)",
+    )
+    check.add_argument(
+        "--profile",
+        default=None,
+        help="profile the results come from: claims scoped to others are NOT MEASURED "
+        "(default: the single profile recorded in the results)",
+    )
     check.set_defaults(func=_check)
+
+    references = sub.add_parser(
+        "references",
+        help="a study's regression references (per configuration and arm) from its results.csv",
+        description="Print, or --write into a reference file, one regression claim per "
+        "configuration and arm of the study: the mean test accuracy of its final seeds, within "
+        "clip(K * sd * sqrt(2 / n), FLOOR, CAP) points, sd = the arm's seed std over its n seeds "
+        "(defaults: K 3, FLOOR 0.5, CAP 0.9, see sinreq.report.claims).",
+    )
+    references.add_argument("results", help="the study's committed results.csv")
+    references.add_argument("--profile", help="the study's profile (default: the single "
+                            "profile recorded in the results)")  # fmt: skip
+    references.add_argument("--write", metavar="REFERENCE", help="put the claims into this "
+                            "reference file, replacing the profile's previous ones (default: "
+                            "none, print them)")  # fmt: skip
+    for option in ("k", "floor", "cap"):
+        default = {"k": 3, "floor": 0.5, "cap": 0.9}[option]  # sinreq.report.claims REFERENCE_*
+        references.add_argument(
+            f"--{option}", type=float, help=f"{option.upper()} of the rule (default: {default})"
+        )
+    references.set_defaults(func=_references)
+
+    board = sub.add_parser(
+        "leaderboard", help="the benchmark's leaderboard over every regime's results.csv"
+    )
+    board.add_argument("root", nargs="?", default="reports/benchmark",
+                       help="folder of the regimes' reports, ROOT/<regime>/results.csv "
+                       "(default: %(default)s)")  # fmt: skip
+    board.add_argument("--out", default="reports/benchmark", help="where leaderboard.{md,csv,png} "
+                       "go (default: %(default)s)")  # fmt: skip
+    board.add_argument("--reference", default="reports/paper_reference.yaml",
+                       help="claims shown beside SinReQ (default: %(default)s)")  # fmt: skip
+    board.add_argument("--profiles", default="pipelines/benchmark", help="the regimes' profiles "
+                       "(their not_applicable reasons; default: %(default)s)")  # fmt: skip
+    board.set_defaults(func=_leaderboard)
+
+    ui = sub.add_parser(
+        "ui",
+        help="the MLflow UI on the study's store, opened on its runs table",
+        description="Start `mlflow server` on the store (Ctrl-C stops it) and print the link "
+        "that opens the experiment's runs table (not the GenAI traces view).",
+    )
+    ui.add_argument("--tracking-uri", help="MLflow store (default: the profile's tracking_uri, "
+                    "else sqlite:///mlflow.db)")  # fmt: skip
+    ui.add_argument("--experiment", help="MLflow experiment (default: the profile's "
+                    "experiment, else sinreq)")  # fmt: skip
+    ui.add_argument("--params", default="params.yaml", help="the profile the defaults come "
+                    "from (default: %(default)s)")  # fmt: skip
+    ui.add_argument("--host", default="127.0.0.1", help="interface the server binds to "
+                    "(default: %(default)s, this machine only)")  # fmt: skip
+    ui.add_argument("--port", default="5000", help="port (default: %(default)s)")
+    ui.add_argument("--dry-run", action="store_true", help="print the link and the server "
+                    "command, start nothing (default: off)")  # fmt: skip
+    ui.set_defaults(func=_ui)
     return parser
 
 

@@ -41,6 +41,11 @@ NON_RESULT_FIELDS = {
 }
 
 
+# Fields added after runs were recorded, with the value those runs had: dropped from the
+# result-relevant configuration at that value, so that the older runs keep their hash.
+ADDED_FIELDS: dict[str, Any] = {"quant.ptq": False}
+
+
 def _none_word(v: Any) -> Any:
     """``none``, ``null`` and the empty string mean "not set" (as DVC renders nulls)."""
     return None if isinstance(v, str) and v.strip().lower() in ("", "none", "null") else v
@@ -79,6 +84,12 @@ class QuantConfig(BaseModel):
         default_factory=dict,
         description="per-layer bits: PATTERN=BITS (fnmatch on layer names, later wins; BITS "
         "'none' = float), e.g. the authors' mixed assignments",
+    )
+    ptq: bool = Field(
+        False,
+        description="post-training quantization: train with float weights (the quantizer only "
+        "gives a regularizer its grid), quantize by round-to-nearest for every evaluation, and "
+        "record test accuracy at 2..8 bits (ptq_test_acc)",
     )
 
     @field_validator("name")
@@ -226,10 +237,11 @@ class TrainConfig(BaseModel):
     # -- collapse guard (sinreq.train.collapse_reason); not result-relevant (NON_RESULT_FIELDS)
     on_collapse: Literal["stop", "continue"] = Field(
         "stop",
-        description="a collapsed run: stop (exit 2) or continue; either way metrics.json records "
-        "'collapsed'. Collapsed: a non-finite loss (always stops), an epoch's mean cross-entropy "
-        "above 10 x ln(classes), or validation accuracy after a whole first epoch (not cut by "
-        "--max-steps) at or below 1.5 x chance (100/classes percent), at most chance + 5 points",
+        description="a collapsed run: stop (exit 2) or continue with a warning line; either way "
+        "metrics.json records 'collapsed'. Collapsed: a non-finite loss (always stops), an "
+        "epoch's mean cross-entropy above 10 x ln(classes), or, for a fine-tune (--init-from), "
+        "validation accuracy after a whole first epoch (not cut by --max-steps) at or below "
+        "1.5 x chance (100/classes percent), at most chance + 5 points",
     )
 
     @field_validator("init_from", "classes", mode="before")
@@ -294,7 +306,7 @@ def option_fields() -> dict[str, tuple[Any, str]]:
         for opt, field in REGULARIZERS.get(name).Options.model_fields.items():
             found.setdefault(opt, (field, []))[1].append(name)
     return {
-        opt: (field, f"{field.description} (default {field.default!r}; {', '.join(names)})")
+        opt: (field, f"{_help(field)[:-1]}; for {', '.join(names)})")
         for opt, (field, names) in found.items()
     }
 
@@ -306,8 +318,11 @@ def _flags(path: str) -> list[str]:
 
 def _add_flag(parser: argparse.ArgumentParser, path: str, field: Any, help: str) -> None:
     kwargs: dict[str, Any] = {"dest": path, "default": None, "help": help}
+    closed = _registry_values().get(path) or _literal_values(field.annotation)
     if field.annotation is bool:
         kwargs.update(nargs="?", const="true", metavar="true|false")
+    elif closed:  # shown as argparse shows choices; pydantic still validates (one-line errors)
+        kwargs.update(metavar="{" + ",".join(closed) + "}")
     elif path == "quant.overrides":
         kwargs.update(action="append", metavar="PATTERN=BITS")
     elif "tuple" in str(field.annotation):
@@ -315,56 +330,110 @@ def _add_flag(parser: argparse.ArgumentParser, path: str, field: Any, help: str)
     parser.add_argument(*_flags(path), **kwargs)
 
 
-def _help(field: Any) -> str:
-    default = field.get_default(call_default_factory=True)
-    shown = (
-        "" if field.is_required() or isinstance(default, BaseModel) else f" (default {default!r})"
-    )
-    return f"{field.description}{shown}"
+def _literal_values(annotation: Any) -> list[str]:
+    """The values of a ``Literal[...]`` annotation (also inside ``Literal[...] | None``)."""
+    from typing import get_args, get_origin
+
+    if get_origin(annotation) is Literal:
+        return [str(v) for v in get_args(annotation)]
+    return [v for arg in get_args(annotation) for v in _literal_values(arg)]
+
+
+def _registry_values() -> dict[str, list[str]]:
+    """The allowed values of the flags that name a plugin, read when the parser is built (after
+    ``$SINREQ_PLUGINS`` is imported, so that plugins are listed)."""
+    from sinreq.quant import QUANTIZERS
+
+    return {
+        "quant.name": ["fp", *QUANTIZERS.available()],
+        "regularizer.name": REGULARIZERS.available(),
+        "regularizer.schedule": SCHEDULES.available(),
+    }
+
+
+def _shown(value: Any) -> str:
+    """A default as it is written on the command line: ``none``, ``true``, ``a,b``."""
+    if value is None or (isinstance(value, list | tuple | dict) and not value):
+        return "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list | tuple):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def _help(field: Any, path: str = "") -> str:
+    """``field``'s description, then its default (``required`` when it has none) and, for a
+    closed set (a Literal, or a registry's names), the allowed values."""
+    allowed = _registry_values().get(path) or _literal_values(field.annotation)
+    if field.is_required():
+        shown = "required"
+    else:
+        shown = f"default {_shown(field.get_default(call_default_factory=True))}"
+    if allowed:
+        shown += f"; allowed: {', '.join(allowed)}"
+    return f"{field.description} ({shown})"
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """One ``--kebab-case`` flag per TrainConfig field (``--quant.<field>``,
     ``--regularizer.<field>``, ``--regularizer.options.<option>`` for the nested blocks),
     ``--config FILE.yaml``, ``--grid`` and the lambda tuning."""
-    parser.add_argument("--config", help="YAML file with any of the options below (flags win)")
+    parser.add_argument(
+        "--config",
+        metavar="FILE.yaml",
+        help="YAML file with any of the options below (flags win; default none)",
+    )
     parser.add_argument(
         "--grid",
         action="append",
         metavar="OPTION=V1,V2",
-        help="train every combination of these values, each run in OUT/<option><value>-<hash>",
+        help="train every combination of these values, each run in OUT/<option><value>-<hash> "
+        "(repeatable; default none: one run in OUT)",
     )
     parser.add_argument(
         "--grid-summary",
         metavar="FILE",
-        help="where a grid writes its runs' metrics (OUT/grid.json)",
+        help="where a grid writes its runs' metrics (default OUT/grid.json)",
     )
     parser.add_argument(
         "--tune-lambdas",
         metavar="L1,L2",
         help="choose lambda on validation: --tune-seeds run every value (OUT/tune/), then the "
-        "--grid seeds run lambda 0 and the best (OUT/final/)",
+        "--grid seeds run lambda 0 and the best (OUT/final/) (default none: no tuning)",
     )
     parser.add_argument(
-        "--tune-seeds", metavar="S1,S2", help="seeds of the lambda tuning (not the final seeds)"
+        "--tune-seeds",
+        metavar="S1,S2",
+        help="seeds of the lambda tuning, not the final seeds (default none; needed with "
+        "--tune-lambdas)",
     )
     parser.add_argument(
         "--launcher-from",
         metavar="PARAMS.yaml",
-        help="run the runs with this file's launcher block: inline, local workers, or Slurm",
+        help="run the runs with this file's launcher block: inline, local workers, or Slurm "
+        "(default none: inline, one run after another in this process)",
     )
     parser.add_argument(
         "--regularizer-from",
         metavar="PARAMS.yaml",
-        help="take the regularizer block (name, schedule, options) from this file (flags win)",
+        help="take the regularizer block (name, schedule, options) from this file (flags win; "
+        "default none)",
     )
+    from sinreq.registry import load_plugins
+
+    try:  # `sinreq train` has done it (and reported a failure): here for build_parser's callers
+        load_plugins()  # before reading the registries: plugins' names and options are listed
+    except ValueError:
+        pass
     for name, field in TrainConfig.model_fields.items():
         if name not in NESTED:
-            _add_flag(parser, field.alias or name, field, _help(field))
+            _add_flag(parser, field.alias or name, field, _help(field, field.alias or name))
             continue
         for sub, subfield in NESTED[name].model_fields.items():
+            path = f"{name}.{subfield.alias or sub}"
             if sub != "options":
-                _add_flag(parser, f"{name}.{subfield.alias or sub}", subfield, _help(subfield))
+                _add_flag(parser, path, subfield, _help(subfield, path))
         if name == "regularizer":
             for opt, (optfield, text) in option_fields().items():
                 _add_flag(parser, f"regularizer.options.{opt}", optfield, text)
@@ -687,7 +756,8 @@ def result_relevant(config: dict[str, Any]) -> dict[str, Any]:
     return {
         k: v
         for k, v in flat.items()
-        if k in (LAMBDA, "quant.name") or not k.startswith(tuple(unused))
+        if (k in (LAMBDA, "quant.name") or not k.startswith(tuple(unused)))
+        and ADDED_FIELDS.get(k, k) != v
     }
 
 

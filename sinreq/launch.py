@@ -191,7 +191,7 @@ def train_all(plan: Plan, launcher: Launcher | None = None) -> None:
     with local_workers(launcher) as pool, distributed.process_group(device):
         parent = None
         if plan.folder is not None and distributed.is_main():
-            parent = parent_run_id(plan.folder, first)
+            parent = parent_run_id(plan.folder, plan.all_runs())
             write_index(plan.all_runs())
         plan = plan.with_parent(parent)
         results = run_phase(launcher, plan.runs + plan.tune_runs, pool)
@@ -221,6 +221,14 @@ def train_all(plan: Plan, launcher: Launcher | None = None) -> None:
         arms = {arm: (lam, measured(plan.finals[arm][lam])) for arm, lam in chosen.items()}
         metrics, tags = grid_summary(measured(plan.baseline if chosen else plan.runs), arms)
         finish_parent_run(parent, first.tracking_uri, metrics, tags)
+        picked = ", ".join(f"{arm} {lam:g}" for arm, lam in chosen.items())
+        where = plan.folder / "lambda_choice.json" if chosen else None
+        choice = f"; lambda chosen on validation: {picked} ({where})" if chosen else ""
+        print(
+            f"grid done: {len(results)} runs; summary {plan.summary}{choice}; "
+            f"MLflow parent run {parent}",
+            flush=True,
+        )
 
 
 def grid_summary(

@@ -101,6 +101,7 @@ class QuantBlock(BaseModel):
     first_last: str = "8bit"
     init_from: str | None = None
     bn_recalib_batches: int = Field(50, ge=0)
+    ptq: bool = False  # post-training quantization: train float, quantize after (sinreq.ptq)
 
     @field_validator("name")
     @classmethod
@@ -142,6 +143,9 @@ class Profile(BaseModel):
         Discriminator(lambda v: "arms" if isinstance(v, list) else "one"),
     ]  # one regularizer (a mapping), or a benchmark's arms (a list)
     reference: str
+    not_applicable: dict[str, str] = Field(
+        default_factory=dict, description="a benchmark's arms it does not run, and why"
+    )
     launcher: Launcher = Field(default_factory=Launcher)
 
     @field_validator("datasets")

@@ -13,18 +13,35 @@ uninterrupted run; a finished run returns at once. The test split is read once, 
 ``OUT`` ends up holding ``config.json`` (the resolved configuration, git commit, package
 versions), ``layers.json`` (per-layer bits), ``metrics.json``, ``checkpoint.pt`` and
 ``weights.png`` (quantized layers' weight histograms against the level grid).
+
+No silent collapse: a run whose loss is non-finite (the step is refused), whose mean training
+cross-entropy over an epoch exceeds ``EXPLODED_CE_FACTOR`` x ln(classes) (ten times a chance-level
+guess's), or, for a fine-tune (``--init-from``: it starts from a trained model), whose validation
+accuracy after a whole first epoch is at most ``CHANCE_MARGIN`` x chance (1.5 x 100/classes %),
+capped at chance + ``CHANCE_MARGIN_MAX_POINTS`` (5 points): 15 % for 10 classes, 55 % for 2, has
+collapsed (:func:`collapse_reason`). With ``--on-collapse stop`` (the default) it ends with one
+line naming what happened and the likely cause (exit 2); the folder keeps what it wrote,
+``metrics.json`` (the model as it stopped) says ``"collapsed": true`` and the MLflow run is
+FAILED; rerunning the command stops again, ``--on-collapse continue`` resumes it. With
+``continue`` (asked for, and recorded in config.json) the run goes on after a one-line warning on
+stderr, and its ``metrics.json`` records ``"collapsed": true`` and ``"collapse"`` (the reason), as
+does the MLflow tag ``collapsed``. Training from scratch is not judged on accuracy (a short first
+epoch on a small set can sit near chance and recover), nor is a first epoch cut short by
+``--max-steps``. A non-finite loss stops the run under either setting.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import math
 import random
 import sys
 import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 import torch.nn.functional as F
@@ -43,15 +60,21 @@ from sinreq.checkpoint import (
 from sinreq.config import (
     TrainConfig,
     differing_result_field,
+    grid_run_name,
     result_config,
     result_value,
 )
 from sinreq.evaluation import evaluate, recalibrate_batchnorm
 from sinreq.mechanism import grid_stats, plot_weights, snapped_weights
 from sinreq.models.pretrained import torchvision_state
+from sinreq.ptq import accuracy_curve, float_weights
 from sinreq.quant import layer_table, quantize_model
 from sinreq.regularizers import REGULARIZERS
-from sinreq.tracking import log_run_header, provenance, start_mlflow_run
+from sinreq.tracking import check_tracking_uri, log_run_header, provenance, start_mlflow_run
+
+EXPLODED_CE_FACTOR = 10.0  # collapsed: an epoch's mean cross-entropy > 10 x ln(classes)
+CHANCE_MARGIN = 1.5  # collapsed: first-epoch validation accuracy <= 1.5 x chance ...
+CHANCE_MARGIN_MAX_POINTS = 5.0  # ... but never more than 5 points above chance
 
 
 class TrainingError(RuntimeError):
@@ -94,6 +117,8 @@ class Run:
     history: list[dict[str, float]] = field(default_factory=list)
     start_epoch: int = 0
     mlflow_run_id: str | None = None
+    classes: int = 0  # of the dataset: what chance level means
+    collapse: str | None = None  # why the run collapsed (see collapse_reason), None if it did not
 
 
 def _initial_state(cfg: TrainConfig, num_classes: int) -> dict[str, torch.Tensor]:
@@ -182,6 +207,7 @@ def prepare_run(cfg: TrainConfig) -> Run:
         shard,
         amp=cfg.amp and device.type == "cuda",
         layout=memory_format(device, cfg.compile),
+        classes=splits.num_classes,
     )
 
 
@@ -218,6 +244,7 @@ def _resume(run: Run, ckpt: dict[str, Any]) -> None:
     set_rng_state(ckpt["rng"])
     run.start_epoch, run.history = ckpt["epoch"], ckpt["history"]
     run.mlflow_run_id = ckpt["mlflow_run_id"]
+    run.collapse = ckpt.get("collapse")  # absent from checkpoints written before the guard
 
 
 def _checkpoint(run: Run, epochs_done: int) -> dict[str, Any]:
@@ -230,6 +257,7 @@ def _checkpoint(run: Run, epochs_done: int) -> dict[str, Any]:
         "history": run.history,
         "mlflow_run_id": run.mlflow_run_id,
         "config": result_config(run.cfg),
+        "collapse": run.collapse,
     }
 
 
@@ -240,16 +268,30 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     out = Path(cfg.out)
     ckpt = _checkpoint_in(out)
     done = ckpt is not None and ckpt["epoch"] >= cfg.epochs and (out / "metrics.json").exists()
+    done = done and not (ckpt.get("collapse") and cfg.on_collapse == "stop")  # stops again below
     if done and _changed_field(ckpt, cfg) is None:
         print(f"{out}: finished run, nothing to do", file=sys.stderr)
-        return json.loads((out / "metrics.json").read_text())
+        metrics = json.loads((out / "metrics.json").read_text())
+        print(final_line(cfg, metrics, ckpt.get("mlflow_run_id")), flush=True)
+        return metrics
+    check_tracking_uri(cfg.tracking_uri)  # a bad URI fails before the run folder exists
     run = prepare_run(cfg)  # bad input fails here, before anything is written
     if ckpt is not None:
         _refuse_other_run(out, ckpt, cfg)
         _resume(run, ckpt)
+        if run.collapse and cfg.on_collapse == "stop":  # stopped before: stops again
+            raise TrainingError(run.collapse)
+        if distributed.is_main():
+            print(
+                f"{run_label(cfg)}resuming {out} from epoch {run.start_epoch} of {cfg.epochs} "
+                f"(checkpoint {out / 'checkpoint.pt'})",
+                file=sys.stderr,
+                flush=True,
+            )
     if not distributed.is_main():  # the other torchrun ranks train in step and write nothing
         for epoch in range(run.start_epoch, cfg.epochs):
             run_epoch(run, epoch)
+            _check_collapse(run, run.history[-1], epoch)  # the same verdict as the main rank's
         return _final_metrics(run)
     config = {**result_config(cfg), **provenance(), "world_size": distributed.world_size()}
     regularized = {name for name, _ in run.regularizer.layers} if run.regularizer else set()
@@ -257,30 +299,164 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", config)
     write_json(out / "layers.json", layers)
-    with start_mlflow_run(cfg, run.mlflow_run_id) as tracked:
+    with (
+        _said_if_interrupted(run, out) as kept,
+        start_mlflow_run(cfg, run.mlflow_run_id) as tracked,
+    ):
         if run.mlflow_run_id is None:
             log_run_header(cfg, config, layers, run.device)
         run.mlflow_run_id = tracked.info.run_id
         try:
             for epoch in range(run.start_epoch, cfg.epochs):
-                row = run_epoch(run, epoch)
+                try:
+                    row = run_epoch(run, epoch)
+                except CollapseError as err:  # a non-finite loss: no step can be taken
+                    _stop_collapsed(run, out, str(err))
                 mlflow.log_metrics(row, step=epoch + 1)
+                reason = _check_collapse(run, row, epoch)
                 save_checkpoint(_checkpoint(run, epoch + 1), out / "checkpoint.pt")
-                print(_epoch_line(epoch, cfg.epochs, row), flush=True)
+                kept.epoch = epoch + 1
+                print(run_label(cfg) + _epoch_line(epoch, cfg.epochs, row), flush=True)
+                if reason is not None:
+                    mlflow.set_tag("collapsed", reason)
+                    if cfg.on_collapse == "stop":
+                        _stop_collapsed(run, out, reason)
+                    going_on = reason.partition(", or pass --on-collapse")[0]
+                    print(f"{out}: warning: {going_on}; going on (--on-collapse continue)",
+                          file=sys.stderr)  # fmt: skip
             if cfg.epochs == 0:  # evaluated only: later runs start from this checkpoint
                 save_checkpoint(_checkpoint(run, 0), out / "checkpoint.pt")
+                kept.epoch = 0
         except TrainingError as err:
             mlflow.set_tag("failure", str(err))
             mlflow.end_run(status="FAILED")
             raise
-        return _finish(run, out)
+        metrics = _finish(run, out)
+    print(final_line(cfg, metrics, run.mlflow_run_id), flush=True)
+    return metrics
+
+
+def run_label(cfg: TrainConfig) -> str:
+    """``[seed0-lambda0.1] `` (``[tune/seed0-lambda0.1] `` in a tuning or final phase, as the
+    grid summary names it) for a run of a grid (its folder ``OUT/<name>-<hash>``); ``""`` for a
+    single run, whose lines stay unprefixed."""
+    name = grid_run_name(cfg.out)
+    if name == Path(cfg.out).name:
+        return ""
+    return f"[{cfg.phase}/{name}] " if cfg.phase in ("tune", "final") else f"[{name}] "
+
+
+def final_line(cfg: TrainConfig, metrics: dict[str, Any], mlflow_run_id: str | None) -> str:
+    """The line a finished run ends with: its test accuracy, folder and MLflow run."""
+    acc = metrics.get("test_acc")
+    tested = (
+        f"test accuracy {acc:.2f} %" if acc is not None else "test accuracy not read: tuning run"
+    )
+    return (
+        f"{run_label(cfg)}done: {tested}; folder {cfg.out}; MLflow run {mlflow_run_id} in "
+        f"experiment {cfg.experiment} ({cfg.tracking_uri})"
+    )
+
+
+@dataclass
+class _Kept:
+    epoch: int | None  # the epoch whose checkpoint is in the run folder (None: no checkpoint)
+
+
+@contextmanager
+def _said_if_interrupted(run: Run, out: Path):
+    """On Ctrl-C (KeyboardInterrupt), one line on stderr saying what the run folder keeps and
+    how to go on; the interruption then goes on up (``sinreq train`` exits 130)."""
+    kept = _Kept(run.start_epoch if (out / "checkpoint.pt").exists() else None)
+    try:
+        yield kept
+    except KeyboardInterrupt:
+        if kept.epoch is None:
+            what = f"no checkpoint yet in {out}; rerun the same command to start it again"
+        else:
+            what = (
+                f"checkpoint of epoch {kept.epoch} of {run.cfg.epochs} kept in {out}; rerun the "
+                "same command to resume"
+            )
+        print(f"{run_label(run.cfg)}interrupted: {what}", file=sys.stderr, flush=True)
+        raise
+
+
+class CollapseError(TrainingError):
+    """A collapsed run (:func:`collapse_reason`, or a non-finite loss): one-line message."""
+
+
+def collapse_reason(row: dict[str, float], epoch: int, classes: int, whole_epoch: bool = True):
+    """What says that the run whose epoch ``epoch`` (0-based) ended with ``row`` collapsed, or
+    None: a mean training cross-entropy above ``EXPLODED_CE_FACTOR`` x ln(``classes``) (or not
+    finite), or, after the first epoch if it is judged (``whole_epoch``: a fine-tune's whole
+    epoch, not cut by ``--max-steps``), a validation accuracy at most chance (100/classes %)
+    plus ``min((CHANCE_MARGIN - 1) x chance, CHANCE_MARGIN_MAX_POINTS)`` points, i.e. 1.5 x
+    chance capped at chance + 5 points."""
+    found = []
+    ce, ceiling = row.get("train_ce"), EXPLODED_CE_FACTOR * math.log(max(classes, 2))
+    if ce is not None and not ce <= ceiling:  # NaN included
+        found.append(f"cross-entropy {ce:.3g} > {EXPLODED_CE_FACTOR:g} x ln {classes}")
+    chance = 100.0 / max(classes, 1)
+    limit = chance + min((CHANCE_MARGIN - 1) * chance, CHANCE_MARGIN_MAX_POINTS)
+    if epoch == 0 and whole_epoch and row["val_acc"] <= limit:
+        found.append(f"validation {row['val_acc']:.2f} % <= {limit:.3g} % (chance {chance:.3g} %)")
+    return f"epoch {epoch + 1}: {' / '.join(found)}" if found else None
+
+
+def _likely_cause(run: Run) -> str:
+    """The likeliest cause of ``run``'s collapse and what to try, from its configuration."""
+    cfg, q, reg = run.cfg, run.cfg.quant, run.cfg.regularizer
+    batchnorm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in run.model.modules())
+    if q.name != "fp" and q.act_bits is None and not batchnorm:
+        return (
+            f"{q.name} weights on a net without BatchNorm and with full-precision activations; "
+            f"lower --lr ({cfg.lr:g}) or quantize activations (--quant.act-bits)"
+        )
+    if reg.lam > 0:
+        return (
+            f"too strong a regularizer (--regularizer.lambda {reg.lam:g}) or too high a learning "
+            f"rate (--lr {cfg.lr:g}); lower --regularizer.lambda or --lr"
+        )
+    return f"too high a learning rate for this network (--lr {cfg.lr:g}); lower --lr"
+
+
+def _collapse_message(run: Run, what: str, can_continue: bool = True) -> str:
+    """``what`` happened, the likely cause, and (``can_continue``) the way to keep going."""
+    message = f"{what}: training collapsed; likely cause: {_likely_cause(run)}"
+    return message + (", or pass --on-collapse continue to keep going" if can_continue else "")
+
+
+def _check_collapse(run: Run, row: dict[str, float], epoch: int) -> str | None:
+    """Record (``run.collapse``) and return the one-line message of a collapse seen in ``row``;
+    None when the epoch looks sane. A run that collapsed once stays marked."""
+    whole = not run.cfg.max_steps or run.cfg.max_steps >= len(run.shard)
+    what = collapse_reason(row, epoch, run.classes, whole and run.cfg.init_from is not None)
+    if what is None:
+        return None
+    message = _collapse_message(run, what)
+    run.collapse = run.collapse or message
+    if not distributed.is_main() and run.cfg.on_collapse == "stop":
+        raise CollapseError(message)
+    return message
+
+
+def _stop_collapsed(run: Run, out: Path, message: str) -> NoReturn:
+    """Write what the run stopped at (``metrics.json``, ``"collapsed": true``) and raise."""
+    import mlflow
+
+    run.collapse = run.collapse or message
+    mlflow.set_tag("collapsed", message)
+    _finish(run, out)
+    raise CollapseError(message)
 
 
 def run_epoch(run: Run, epoch: int) -> dict[str, float]:
     """Train one epoch, step the schedule, refresh a quantized run's BatchNorm statistics,
     validate; the epoch's row is appended to ``run.history`` and returned."""
     start = time.perf_counter()
-    row = train_epoch(run, epoch)
+    with float_weights(run.model) if run.cfg.quant.ptq else nullcontext():
+        row = train_epoch(run, epoch)  # PTQ: float weights; every evaluation is quantized
     run.scheduler.step()
     row["val_acc"] = _validate(run, run.step_model)
     row["epoch_wall_s"] = time.perf_counter() - start
@@ -343,10 +519,8 @@ def train_epoch(run: Run, epoch: int) -> dict[str, float]:
                 run.amp,
             )
         except TrainingError as err:
-            raise TrainingError(
-                f"training diverged at epoch {epoch + 1}, batch {i + 1}: {err}; "
-                "lower --lr or --lambda"
-            ) from None
+            what = f"training diverged at epoch {epoch + 1}, batch {i + 1}: {err}"
+            raise CollapseError(_collapse_message(run, what, can_continue=False)) from None
         ce_sum += ce * y.numel()
         if reg is not None:
             reg_sum += reg * y.numel()
@@ -394,19 +568,28 @@ def _finish(run: Run, out: Path) -> dict[str, Any]:
 
 
 def _final_metrics(run: Run) -> dict[str, Any]:
-    """The final epoch's numbers. The test split is read here, once, after training: no epoch,
-    lambda or configuration is ever selected on it."""
+    """The final epoch's numbers. The test split is read here, once, after training, and never
+    for a lambda-tuning run (``phase`` tune: its choice reads validation only): no epoch, lambda
+    or configuration is ever selected on it."""
     cfg, history, test = run.cfg, run.history, run.loaders[2]
     last = history[-1] if history else _evaluated_only(run)
+    tested = cfg.phase != "tune"
+
+    def test_acc() -> float | None:
+        return evaluate(run.model, test, run.device, run.amp, run.layout) if tested else None
+
     metrics: dict[str, Any] = {
-        "test_acc": evaluate(run.model, test, run.device, run.amp, run.layout),
+        "test_acc": test_acc(),
         "val_acc": last["val_acc"],
         "epochs": len(history),
         "final_train_ce": last["train_ce"],
         "final_train_reg": last["train_reg"],
         "wall_time_s": sum(h["epoch_wall_s"] for h in history),
         "images_per_s": sum(h["images_per_s"] for h in history) / max(len(history), 1),
+        "collapsed": run.collapse is not None,
     }
+    if run.collapse is not None:
+        metrics["collapse"] = run.collapse
     if cfg.quant.name != "fp":
         layers = grid_stats(run.model, cfg.regularizer.domain)
         at_bits = [v for v in layers.values() if v["bits"] < 8] or list(layers.values())
@@ -414,9 +597,14 @@ def _final_metrics(run: Run) -> dict[str, Any]:
         metrics["sin2"] = sum(v["sin2"] for v in at_bits) / len(at_bits)
         metrics["layers"] = layers
         with snapped_weights(run.model, cfg.regularizer.domain):
-            metrics["hard_round_test_acc"] = evaluate(
-                run.model, test, run.device, run.amp, run.layout
-            )
+            metrics["hard_round_test_acc"] = test_acc()
+    if cfg.quant.ptq and tested:  # the curve reads test once per width; nothing is chosen on it
+
+        def ptq_test() -> float:
+            recalibrate_batchnorm(run.model, run.loaders[0], cfg.bn_recalib_batches, run.device)
+            return evaluate(run.model, test, run.device, run.amp, run.layout)
+
+        metrics["ptq_test_acc"] = accuracy_curve(run.model, cfg.quant.bits, ptq_test)
     return metrics
 
 

@@ -70,6 +70,8 @@ def test_bad_torchvision_weights_are_one_line_errors(tmp_path, capsys, model, in
 def test_evaluated_only_baseline_then_a_fine_tune_from_it(tmp_path, cached_resnet18, monkeypatch):
     monkeypatch.chdir(tmp_path)
     common = [
+        "--on-collapse",
+        "continue",
         "--model",
         "resnet18",
         "--dataset",

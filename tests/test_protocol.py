@@ -96,7 +96,7 @@ def test_resnet20_dorefa_4bit_one_epoch_finetune_ends_near_fp(tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     common = ["train", "--model", "resnet20", "--dataset", "digits", "--batch-size", "64",
-              "--tracking-uri", uri]  # fmt: skip
+              "--tracking-uri", uri, "--on-collapse", "continue"]  # fmt: skip
     assert main([*common, "--quant.name", "fp", "--epochs", "3", "--lr", "0.05", "--lr-milestones",
                  "2", "--out", str(tmp_path / "fp")]) == 0  # fmt: skip
     assert main([*common, "--quant.name", "dorefa", "--quant.bits", "4",

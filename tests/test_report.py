@@ -44,8 +44,8 @@ MSQE_ACC = 84.0  # one MSQE run: dorefa w3, seed 0
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 REPORT_FILES = (
     "results.csv", "gap_closure.csv", "lambda_selection.csv", "mechanism.csv", "acc_vs_bits.csv",
-    "summary.json", "summary.md", "acc_vs_bits.png", "gap_closure.png", "weight_hist.png",
-    "mechanism.png",
+    "ptq_curve.csv", "summary.json", "headline.json", "summary.md", "forest.png",
+    "acc_vs_bits.png", "gap_closure.png", "weight_hist.png", "mechanism.png", "ptq_curve.png",
 )  # fmt: skip
 
 

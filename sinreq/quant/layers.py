@@ -20,6 +20,7 @@ BatchNorm stay in full precision. Which bits each layer gets is resolved once, p
 from __future__ import annotations
 
 import fnmatch
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +36,7 @@ class QuantWeight:
     """Mixin for layers whose weight goes through ``weight_quant`` (None: float) in the forward."""
 
     weight_quant: WeightQuantizer | None
+    float_forward: bool = False  # post-training quantization: train float (sinreq.ptq)
 
     @property
     def bits(self) -> int | None:
@@ -45,7 +47,9 @@ class QuantWeight:
         return None if self.weight_quant is None else self.weight_quant.name
 
     def quantized_weight(self) -> torch.Tensor:
-        return self.weight if self.weight_quant is None else self.weight_quant(self.weight)
+        if self.weight_quant is None or self.float_forward:
+            return self.weight
+        return self.weight_quant(self.weight)
 
 
 class QuantConv2d(QuantWeight, nn.Conv2d):
@@ -225,19 +229,47 @@ def quantize_model(
 
     if act_bits is not None:
         model = _replace_functional_relus(model, act)
+    resolved: dict[str, int | None] = {}
     for name, module in list(model.named_modules()):
         for child_name, child in list(module.named_children()):
             full = f"{name}.{child_name}" if name else child_name
             quantized = _quantized_class(full, child)
             if quantized is not None:
-                b = _resolve(full, edge_bits if full in edges else bits, overrides)
+                b = resolved[full] = _resolve(full, edge_bits if full in edges else bits, overrides)
                 new = quantized.from_float(child, None if b is None else quantizer(b))
             elif act_bits is not None and isinstance(child, nn.ReLU):
                 new = QuantAct(act(full), child.inplace)
             else:
                 continue
             setattr(module, child_name, new)
+    _warn_if_policy_took_every_layer(resolved, edges, first_last, bits, edge_bits, overrides)
     return model
+
+
+def _warn_if_policy_took_every_layer(
+    resolved: dict[str, int | None],
+    edges: set[str],
+    first_last: str,
+    bits: int,
+    edge_bits: int | None,
+    overrides: dict[str, int | None],
+) -> None:
+    """A UserWarning when the first/last policy decided every weight layer's bits (a model with
+    one or two weight layers, none overridden) and so none is at ``bits``: ``quantize_model(mlp,
+    "dorefa", bits=4)`` would otherwise silently train an 8-bit MLP."""
+    if edge_bits == bits or not resolved or set(resolved) - edges:
+        return
+    if any(fnmatch.fnmatchcase(name, pattern) for name in resolved for pattern in overrides):
+        return  # the user chose these layers' bits
+    kept = "in full precision" if edge_bits is None else f"at {edge_bits} bits"
+    names = ", ".join(repr(n) for n in resolved)
+    warnings.warn(
+        f"quantize_model: first_last={first_last!r} keeps every weight layer of this model "
+        f"({names}: its first and last) {kept}, so none is quantized at bits={bits}; pass "
+        f"first_last='quantize' to quantize them at {bits} bits",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def quantized_layers(model: nn.Module) -> list[tuple[str, QuantWeight]]:

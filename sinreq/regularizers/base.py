@@ -35,7 +35,7 @@ from sinreq.grids import (
     layer_types,
     unwrap,
 )
-from sinreq.quant.layers import edge_layers
+from sinreq.quant.layers import QuantWeight, edge_layers
 from sinreq.registry import Registry
 from sinreq.regularizers.schedules import SCHEDULES
 
@@ -166,7 +166,14 @@ class Regularizer:
         found, weight_layers = self._candidates(model)
         what = f"{type(unwrap(model)).__name__} (layer types: {layer_types(model)})"
         if not found:
-            raise ValueError(f"found no layer to regularize in {what}; {_SUPPORTED}")
+            float_only = any(isinstance(m, QuantWeight) for _, m in clean_named_modules(model))
+            hint = (
+                "; its quantize_model layers are all in full precision (first_last='fp' or "
+                'overrides None): quantize_model(..., first_last="quantize") quantizes them'
+                if float_only
+                else ""
+            )
+            raise ValueError(f"found no layer to regularize in {what}; {_SUPPORTED}{hint}")
         o = self.options
         edges = edge_layers(weight_layers) if o.exclude_first_last else set()
         kept = [
@@ -184,7 +191,7 @@ class Regularizer:
                 f"found no layer to regularize in {what}: {len(found)} layers have a grid "
                 f"({listed}{more}), but none is left by include={o.include}, "
                 f"exclude={o.exclude}, exclude_first_last={o.exclude_first_last}, "
-                f"max_bits={o.max_bits}"
+                f"max_bits={o.max_bits}{_way_out(found, edges, o.max_bits)}"
             )
         return [(n, m) for n, m, _ in kept], [g for _, _, g in kept]
 
@@ -219,6 +226,21 @@ class Regularizer:
             f"{type(self).__name__}(lam={self.lam:g}, schedule={self.schedule!r}, "
             f"layers={len(self.layers)})"
         )
+
+
+def _way_out(found: list, edges: set[str], max_bits: int) -> str:
+    """The hint of the 'nothing left to regularize' error when bits or the first/last layers
+    are why: quantize_model's default keeps first and last at 8 bits (above the default
+    ``max_bits=7``), which on a one- or two-layer net is every layer."""
+    if any(bits is not None and bits > max_bits for _, _, _, bits in found):
+        return (
+            f"; layers above max_bits={max_bits} are skipped: quantize them below it "
+            '(quantize_model(..., first_last="quantize") quantizes the first and last layers '
+            "like the rest, instead of at 8 bits) or raise max_bits (e.g. max_bits=8)"
+        )
+    if edges and all(name in edges for name, _, _, _ in found):
+        return "; the first and last layers are all it found: pass exclude_first_last=False"
+    return ""
 
 
 def build_regularizer(name: str, model: nn.Module, lam: float, **kwargs) -> Regularizer:

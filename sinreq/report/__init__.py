@@ -25,6 +25,7 @@ import json
 import math
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sinreq.report.claims import (
     RUN_METRICS,
@@ -35,7 +36,14 @@ from sinreq.report.claims import (
     paper_values,
 )
 from sinreq.report.markdown import summary_markdown
-from sinreq.report.plots import plot_acc_vs_bits, plot_gap_closure, plot_mechanism, plot_weight_hist
+from sinreq.report.plots import (
+    plot_acc_vs_bits,
+    plot_forest,
+    plot_gap_closure,
+    plot_mechanism,
+    plot_ptq_curve,
+    plot_weight_hist,
+)
 from sinreq.report.results import (
     CONFIG_KEYS,
     PRIMARY_ARM,
@@ -50,14 +58,19 @@ from sinreq.report.tables import (
     ALPHA,
     GAP_COLUMNS,
     acc_vs_bits,
+    arm_groups,
     gap_closure,
     gap_table,
     lambda_selection,
     mechanism_table,
     method_statistics,
+    ptq_curve,
     seed_matrices,
     summary,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 TABLE_FILES = (
     "results.csv",
@@ -65,13 +78,49 @@ TABLE_FILES = (
     "lambda_selection.csv",
     "mechanism.csv",
     "acc_vs_bits.csv",
+    "ptq_curve.csv",
 )
-PLOT_FILES = ("acc_vs_bits.png", "gap_closure.png", "weight_hist.png", "mechanism.png")
+PLOT_FILES = (
+    "forest.png", "acc_vs_bits.png", "gap_closure.png", "weight_hist.png", "mechanism.png",
+    "ptq_curve.png",
+)  # fmt: skip
+# headline.json, the stage's only DVC metric: per method and arm (``<method>.<arm>.<field>``,
+# e.g. ``dorefa.q+sinreq.gain``) these fields, then ``fp.acc_mean`` and ``runs``; profiles with
+# the same methods and regularizers get the same keys, so ``dvc exp show`` lines them up.
+HEADLINE_FIELDS = (
+    "gain", "gain_ci_low", "gain_ci_high", "closure_pct", "n_gain", "n_harm", "n_no_difference"
+)  # fmt: skip
 
 
 def _json_number(value: float | int) -> float | int | None:
     """A JSON-safe leaf: NaN / inf become null."""
     return value if isinstance(value, int) or math.isfinite(value) else None
+
+
+def headline(
+    per_method: dict[str, dict[str, float | int]], gap: pd.DataFrame, results: pd.DataFrame
+) -> dict[str, float | int | None]:
+    """The few numbers ``dvc metrics show`` / ``dvc exp show`` compare (flat keys, NaN as null):
+    per method and arm (:func:`~sinreq.report.tables.arm_groups`) the pooled paired gain over Q
+    in points and its 95 % CI (seed as the unit), the closure as ratio of means (%), and the
+    Holm-corrected verdict counts over its configurations; ``fp.acc_mean``, the mean test
+    accuracy of the reported FP runs (all models pooled); ``runs``, the runs read."""
+    sources = {
+        "gain": "pooled_gain", "gain_ci_low": "pooled_ci_low", "gain_ci_high": "pooled_ci_high",
+        "closure_pct": "closure_ratio_of_means", "n_gain": "n_gain", "n_harm": "n_harm",
+        "n_no_difference": "n_no_difference",
+    }  # fmt: skip
+    out: dict[str, float | int | None] = {}
+    for key, method, arm in arm_groups(gap):
+        values = per_method.get(key, {})
+        for field in HEADLINE_FIELDS:
+            value = values.get(sources[field], math.nan)
+            out[f"{method}.{arm}.{field}"] = _json_number(value)
+    reported = reported_runs(results)
+    fp = reported.loc[reported["method"] == "fp", "test_acc"] if len(reported) else []
+    out["fp.acc_mean"] = _json_number(float(fp.mean())) if len(fp) else None
+    out["runs"] = len(results)
+    return out
 
 
 def report_command(
@@ -82,7 +131,7 @@ def report_command(
     Files: :data:`TABLE_FILES` (:func:`collect_results`, :func:`gap_table`,
     :func:`lambda_selection`, :func:`mechanism_table`, :func:`acc_vs_bits`), ``summary.json``
     (per method and arm: :func:`summary` and :func:`method_statistics`, NaN as null, plus
-    ``runs``),
+    ``runs``), ``headline.json`` (:func:`headline`, the DVC metric),
     ``summary.md`` (beside the paper's claims of ``reference`` when given) and
     :data:`PLOT_FILES`. Every table is computed before the first file is written.
     """
@@ -90,7 +139,7 @@ def report_command(
     reported = reported_runs(results)
     gap = gap_table(results)
     selection, mechanism = lambda_selection(results), mechanism_table(results)
-    curves = acc_vs_bits(reported, gap)
+    curves, ptq = acc_vs_bits(reported, gap), ptq_curve(results)
     per_method = summary(gap)
     for key, extra in method_statistics(results, gap).items():
         per_method.setdefault(key, {}).update(extra)
@@ -99,17 +148,21 @@ def report_command(
     metrics = {m: {k: _json_number(v) for k, v in s.items()} for m, s in per_method.items()}
 
     out.mkdir(parents=True, exist_ok=True)
-    tables = (results, gap, selection, mechanism, curves)
+    tables = (results, gap, selection, mechanism, curves, ptq)
     for name, frame in zip(TABLE_FILES, tables, strict=True):
         frame.to_csv(out / name, index=False)
     (out / "summary.json").write_text(json.dumps({**metrics, "runs": len(results)}, indent=2))
+    headline_numbers = headline(per_method, gap, results)
+    (out / "headline.json").write_text(json.dumps(headline_numbers, indent=2))
     (out / "summary.md").write_text(markdown)
+    plot_forest(gap, out / "forest.png")
     plot_acc_vs_bits(reported, curves, out / "acc_vs_bits.png")
     plot_gap_closure(gap, paper or {}, out / "gap_closure.png")
     plot_weight_hist(reported, gap, out / "weight_hist.png")
-    plot_mechanism(mechanism, out / "mechanism.png")
+    plot_mechanism(mechanism, out / "mechanism.png", reported)
+    plot_ptq_curve(ptq, out / "ptq_curve.png")
 
-    files = [*TABLE_FILES, "summary.json", "summary.md", *PLOT_FILES]
+    files = [*TABLE_FILES, "summary.json", "headline.json", "summary.md", *PLOT_FILES]
     _log_to_mlflow(tracking_uri, experiment, metrics, len(results), [out / f for f in files])
     print(f"sinreq report: {len(results)} runs -> {out}")
 
@@ -137,9 +190,9 @@ def _log_to_mlflow(
 
 
 __all__ = [
-    "ALPHA", "CONFIG_KEYS", "GAP_COLUMNS", "PRIMARY_ARM", "RESULT_COLUMNS", "RUN_METRICS",
-    "SETTING_KEYS", "SUMMARY_METRICS", "Claim", "acc_vs_bits", "check_command", "collect_results",
-    "find_runs", "gap_closure", "gap_table", "lambda_selection", "load_reference",
-    "mechanism_table", "method_statistics", "read_results", "reported_runs", "report_command",
-    "seed_matrices", "summary",
+    "ALPHA", "CONFIG_KEYS", "GAP_COLUMNS", "HEADLINE_FIELDS", "PRIMARY_ARM", "RESULT_COLUMNS",
+    "RUN_METRICS", "SETTING_KEYS", "SUMMARY_METRICS", "Claim", "acc_vs_bits", "check_command",
+    "collect_results", "find_runs", "gap_closure", "gap_table", "headline", "lambda_selection",
+    "load_reference", "mechanism_table", "method_statistics", "read_results", "reported_runs",
+    "report_command", "seed_matrices", "summary",
 ]  # fmt: skip

@@ -1,9 +1,30 @@
-"""The reference file and ``sinreq check``: claims judged against the results table.
+"""The reference file, ``sinreq check`` and ``sinreq references``.
 
 ``reports/paper_reference.yaml`` holds a ``claims`` list; each entry is a :class:`Claim`
 (the schema is also described in the file's header). ``sinreq check`` recomputes each claim's
 metric from ``results.csv`` and prints PASS (``|measured - expected| <= tolerance``), FAIL or
-NOT MEASURED (out of scope, no matching runs, or no value recorded yet).
+NOT MEASURED (out of scope, no matching runs, or no value recorded yet). A claim that names the
+number of ``runs`` it averages FAILs when another number of runs matches (a lost arm or seed).
+
+``sinreq references RESULTS --profile P`` writes a study's own regression references from its
+committed ``results.csv`` (:func:`study_references`): per configuration
+(:data:`~sinreq.report.results.CONFIG_KEYS`) and per arm (``fp``, ``q``, ``q+sinreq``,
+``q+msqe``, ...), the mean final-seed test accuracy of the reported runs
+(:func:`~sinreq.report.results.reported_runs`: no tuning runs; FP = the continued FP runs), with
+
+    tolerance = clip(K * sd * sqrt(2 / n), FLOOR, CAP),   K = 3, FLOOR = 0.5, CAP = 0.9 points
+
+where ``sd`` is that arm's sample standard deviation over its ``n`` final seeds.
+``sd * sqrt(2 / n)`` is the standard error of the difference of two ``n``-seed means, so
+``K = 3`` accepts a rerun on another machine even if float rounding decorrelated every seed
+completely (a rerun then behaves like fresh seeds, the worst case). The floor covers arms whose
+few seeds happen to agree (sd is poorly estimated from 5 seeds) and the measured machine noise:
+a rerun with the same seeds moves each seed by up to about 0.64 points (W3A3; FP 0.17), whose
+mean over 5 seeds has a standard deviation of about 0.64 / sqrt(3 * 5) = 0.17 if uniform, and
+3 of those are 0.5. The cap keeps a shift of 1 point of any arm's final runs a FAIL (a margin of
+0.1 point at least). An arm whose 3-sigma band exceeds the cap (or with a single seed, sd
+unknown) cannot tell a 1-point regression from a rerun: its claim is written ``informational``,
+at the cap. Every claim also records ``runs``: a lost run or arm FAILs.
 """
 
 from __future__ import annotations
@@ -24,6 +45,7 @@ from pydantic import (
 )
 
 from sinreq.report.results import (
+    CONFIG_KEYS,
     PRIMARY_ARM,
     RESULT_COLUMNS,
     match,
@@ -43,6 +65,9 @@ RunMetric = Literal["fp_test_acc", "test_acc"]
 SUMMARY_METRICS: tuple[str, ...] = get_args(SummaryMetric)
 RUN_METRICS: tuple[str, ...] = get_args(RunMetric)
 PASS, FAIL, NOT_MEASURED = "PASS", "FAIL", "NOT MEASURED"
+# The tolerance rule of `sinreq references` (see the module docstring): K * sd * sqrt(2 / n),
+# clipped to [FLOOR, CAP] accuracy points.
+REFERENCE_K, REFERENCE_FLOOR, REFERENCE_CAP = 3.0, 0.5, 0.9
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
@@ -68,7 +93,8 @@ class Claim(BaseModel):
     ``arm``, by default SinReQ's, or the mean test accuracy of the runs matching ``select``)
     should be ``expected`` within ``tolerance`` (absolute, in the metric's units).
     ``expected: null`` = not recorded yet; ``informational`` claims are judged and shown but
-    never fail the check."""
+    never fail the check. ``runs`` (run metrics only): how many runs the mean must be over;
+    another number of matching runs is a FAIL."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -82,6 +108,7 @@ class Claim(BaseModel):
     select: dict[str, Any] | None = None
     expected: FiniteFloat | None
     tolerance: float = Field(ge=0, allow_inf_nan=False)
+    runs: int | None = Field(default=None, ge=1)
     scope: Scope = Field(default_factory=Scope)
     informational: bool = False
 
@@ -101,6 +128,8 @@ class Claim(BaseModel):
             if unknown:
                 allowed = ", ".join(RESULT_COLUMNS)
                 raise ValueError(f"unknown 'select' column {unknown[0]!r}; allowed: {allowed}")
+        elif self.runs is not None:
+            raise ValueError(f"'runs' is for the run metrics ({', '.join(RUN_METRICS)}) only")
         return self
 
 
@@ -172,8 +201,11 @@ def paper_closure(paper: dict[str, dict[str, float]], key: str) -> float | None:
     return values.get("closure_mean_of_ratios", values.get("closure_ratio_of_means"))
 
 
-def _measure(claim: dict[str, Any], results: pd.DataFrame, summaries: dict) -> float:
-    """The value of ``claim``'s metric on ``results`` (NaN if it cannot be computed).
+def _measure(
+    claim: dict[str, Any], results: pd.DataFrame, summaries: dict
+) -> tuple[float, int | None]:
+    """``(value, runs)``: the value of ``claim``'s metric on ``results`` (NaN if it cannot be
+    computed) and, for a run metric, the number of runs averaged (else None).
     ``summaries`` caches :func:`summary` per set of result rows."""
     metric = claim["metric"]
     if metric in SUMMARY_METRICS:
@@ -181,13 +213,13 @@ def _measure(claim: dict[str, Any], results: pd.DataFrame, summaries: dict) -> f
         if rows not in summaries:
             summaries[rows] = summary(gap_table(results))
         key = summary_key(claim["method"], claim["arm"])
-        return summaries[rows].get(key, {}).get(metric, math.nan)
+        return summaries[rows].get(key, {}).get(metric, math.nan), None
     select = dict(claim["select"])
     if metric == "fp_test_acc":
         select.update(method="fp", arm="fp")
     reported = reported_runs(with_defaults(results))
     chosen = reported[match(reported, select)]["test_acc"].dropna()
-    return float(chosen.mean()) if len(chosen) else math.nan
+    return (float(chosen.mean()) if len(chosen) else math.nan), len(chosen)
 
 
 def _in_scope(
@@ -217,14 +249,18 @@ def _judge(
     subset, why = _in_scope(claim["scope"], results, profile)
     if subset is None:
         return math.nan, NOT_MEASURED, why
-    measured = _measure(claim, subset, summaries)
+    measured, count = _measure(claim, subset, summaries)
+    info = "informational: does not affect the exit code" if claim["informational"] else ""
+    expected_runs = claim.get("runs")
+    if expected_runs is not None and count != expected_runs and claim["expected"] is not None:
+        note = f"{count} matching runs, {expected_runs} expected"
+        return measured, FAIL, f"{note}; {info}" if info else note
     if not math.isfinite(measured):
         return measured, NOT_MEASURED, "no matching runs"
     if claim["expected"] is None:
         return measured, NOT_MEASURED, "reference not yet recorded"
     ok = abs(measured - claim["expected"]) <= claim["tolerance"] + 1e-9
-    note = "informational: does not affect the exit code" if claim["informational"] else ""
-    return measured, PASS if ok else FAIL, note
+    return measured, PASS if ok else FAIL, info
 
 
 def _results_profile(results: pd.DataFrame) -> str | None:
@@ -271,3 +307,232 @@ def check_command(results: Path, reference: Path, profile: str | None = None) ->
         + f"; results: {results})"
     )
     return 1 if failed else 0
+
+
+# ------------------------------------------------------------------------------------------------
+# sinreq references: a study's own regression references from its committed results.csv
+
+
+def reference_tolerance(
+    sd: float,
+    n: int,
+    k: float = REFERENCE_K,
+    floor: float = REFERENCE_FLOOR,
+    cap: float = REFERENCE_CAP,
+) -> tuple[float, bool]:
+    """``(tolerance, informational)`` of an arm with seed standard deviation ``sd`` over ``n``
+    seeds: ``clip(k * sd * sqrt(2 / n), floor, cap)`` rounded to 0.01 point;
+    ``informational`` when the band exceeds ``cap`` or ``sd`` is unknown (``n < 2``)."""
+    if n < 2 or not math.isfinite(sd):
+        return cap, True
+    band = k * sd * math.sqrt(2 / n)
+    return round(min(max(band, floor), cap), 2), band > cap
+
+
+def _plain(value: Any) -> Any:
+    """A results cell as a YAML scalar: NaN / NA as None, numpy numbers as Python numbers."""
+    import pandas as pd
+
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def _config_name(key: dict[str, Any]) -> str:
+    """``dorefa_w3a3_8bit`` (``_x2`` appended for width 2; missing parts left out)."""
+    act = f"a{key['act_bits']}" if key["act_bits"] else ""
+    parts = [key["method"], *([f"w{key['bits']}{act}"] if key["bits"] else [])]
+    parts += [str(key["first_last"])] if key["first_last"] else []
+    width = key.get("width")
+    return "_".join(parts) + (f"_x{width:g}" if width not in (None, 1.0) else "")
+
+
+def study_references(
+    results: pd.DataFrame,
+    profile: str,
+    source: str,
+    k: float = REFERENCE_K,
+    floor: float = REFERENCE_FLOOR,
+    cap: float = REFERENCE_CAP,
+) -> list[dict[str, Any]]:
+    """Regression claims (validated :class:`Claim` mappings) protecting the study ``profile``
+    of ``results``: one per (model, dataset, width) for FP (``fp_test_acc``) and one per
+    configuration (:data:`~sinreq.report.results.CONFIG_KEYS`) and arm for the quantized runs
+    (``test_acc`` selected by configuration and ``arm``, and by ``lambda`` when an arm's final
+    runs have several): the mean test accuracy of the runs ``sinreq check`` averages
+    (:func:`~sinreq.report.results.reported_runs`), ``runs`` their number, the tolerance by
+    :func:`reference_tolerance` from their spread over seeds. ``source`` names the results."""
+    df = with_defaults(results)
+    if df["profile"].notna().any():
+        df = df[df["profile"] == profile]
+    reported = reported_runs(df)
+    reported = reported[reported["test_acc"].notna()]
+    if reported.empty:
+        raise ValueError(f"no reported runs of profile {profile!r} with a test accuracy")
+    groups: list[tuple[dict[str, Any], pd.DataFrame]] = []
+    fp = reported[reported["arm"] == "fp"]
+    for key, runs in fp.groupby(["model", "dataset", "width"], dropna=False):
+        groups.append(({**dict(zip(("model", "dataset", "width"), key, strict=True))}, runs))
+    others = reported[reported["arm"] != "fp"]  # quantized, or FP with a regularizer
+    for key, config in others.groupby([*CONFIG_KEYS, "arm"], dropna=False):
+        key = dict(zip((*CONFIG_KEYS, "arm"), key, strict=True))
+        several = config["lambda"].nunique(dropna=False) > 1
+        for lam, runs in config.groupby("lambda", dropna=False) if several else [(None, config)]:
+            groups.append(({**key, "lambda": lam} if several else key, runs))
+
+    claims = []
+    for key, runs in groups:
+        key = {column: _plain(value) for column, value in key.items()}
+        acc, n = runs["test_acc"], len(runs)
+        sd = float(acc.std()) if n > 1 else math.nan
+        tolerance, informational = reference_tolerance(sd, n, k, floor, cap)
+        arm = key.get("arm", "fp")
+        where = f"{profile}/{key['model']}/{key['dataset']}"
+        if arm == "fp":
+            width = key["width"]
+            name = f"{where}/fp" + (f"_x{width:g}" if width not in (None, 1.0) else "")
+            what = "FP (continued)" if (runs["phase"] == "final").all() else "FP"
+        else:
+            name = f"{where}/{_config_name(key)}/{arm.replace(' ', ',')}"
+            what = f"{_config_name(key).replace('_', ' ')} {arm}"
+        lambdas = sorted({float(x) for x in runs["lambda"].dropna()})
+        if arm not in ("fp", "q") and lambdas:
+            what += f" (lambda {', '.join(f'{x:g}' for x in lambdas)})"
+        if "lambda" in key:
+            name += f",lambda={key['lambda']:g}"
+        seed_sd = f"seed std {sd:.2f}" if math.isfinite(sd) else "a single seed: spread unknown"
+        claim = {
+            "id": name,
+            "kind": "regression",
+            "description": f"{what} on {key['model']}/{key['dataset']}, mean of {n} final seeds",
+            "source": f"{source}; {seed_sd}",
+            "metric": "fp_test_acc" if arm == "fp" else "test_acc",
+            "select": key,
+            "expected": round(float(acc.mean()), 3),
+            "tolerance": tolerance,
+            "runs": n,
+            "scope": {
+                "profile": [profile],
+                "datasets": [key["dataset"]],
+                "models": [key["model"]],
+            },
+            "informational": informational,
+        }
+        claims.append(_validated(claim, len(claims)))
+    return claims
+
+
+def _marks(profile: str) -> tuple[str, str]:
+    """The comment lines around the references of ``profile`` in a reference file."""
+    return (
+        f"  # >>> sinreq references --profile {profile} (generated: edit by re-running it)",
+        f"  # <<< sinreq references --profile {profile}",
+    )
+
+
+def references_yaml(
+    claims: list[dict[str, Any]],
+    profile: str,
+    command: str,
+    rule: tuple[float, float, float] = (REFERENCE_K, REFERENCE_FLOOR, REFERENCE_CAP),
+) -> str:
+    """``claims`` as the entries of a ``claims:`` list (indented two spaces, one flow mapping
+    per ``select`` / ``scope``), between the markers of ``profile``; ``command`` is the command
+    line that re-records them and ``rule`` the ``(k, floor, cap)`` of their tolerances, both
+    stated in the block's header."""
+    import yaml
+
+    def flow(value: Any) -> str:
+        text = yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=10**6)
+        return text.strip().removesuffix("...").strip()
+
+    begin, end = _marks(profile)
+    lines = [
+        begin,
+        f"  # Re-record: {command}",
+        "  # expected: mean test top-1 of the arm's final runs (n = runs); sd: their seed std;",
+        f"  # tolerance = clip({rule[0]:g} * sd * sqrt(2 / n), {rule[1]:g}, {rule[2]:g}) points "
+        "(see the header).",
+    ]
+    keys = ("id", "kind", "description", "source", "metric", "select", "expected", "tolerance")
+    for claim in claims:
+        lines.append(f"  - id: {flow(claim['id'])}")
+        lines += [f"    {key}: {flow(claim[key])}" for key in keys[1:]]
+        lines.append(f"    runs: {claim['runs']}")
+        scope = {k: v for k, v in claim["scope"].items() if v is not None}
+        lines.append(f"    scope: {flow(scope)}")
+        if claim["informational"]:
+            lines.append("    informational: true  # its seed spread is too wide to catch 1 point")
+    lines.append(end)
+    return "\n".join(lines) + "\n"
+
+
+def write_references(reference: Path, block: str, profile: str) -> str:
+    """Put ``block`` (from :func:`references_yaml`) into the reference file: in place of the
+    previous block of ``profile``, else at the end of the file (the ``claims`` list must come
+    last). The file is written only if the result loads (:func:`load_reference`: no duplicate
+    id, valid YAML); returns ``"replaced"`` or ``"appended"``."""
+    import os
+    import tempfile
+
+    begin, end = _marks(profile)
+    try:
+        text = reference.read_text()
+    except FileNotFoundError:
+        raise ValueError(f"reference file {reference} not found") from None
+    lines = text.splitlines(keepends=True)
+    starts = [i for i, line in enumerate(lines) if line.rstrip("\n") == begin]
+    if starts:
+        ends = [i for i, line in enumerate(lines) if line.rstrip("\n") == end and i > starts[0]]
+        if len(starts) > 1 or not ends:
+            raise ValueError(f"{reference}: the markers of profile {profile!r} are broken")
+        new, how = "".join(lines[: starts[0]]) + block + "".join(lines[ends[0] + 1 :]), "replaced"
+    else:
+        new, how = text + ("" if text.endswith("\n") else "\n") + "\n" + block, "appended"
+    with tempfile.NamedTemporaryFile(
+        "w", dir=reference.parent, prefix=f".{reference.name}.", suffix=".tmp", delete=False
+    ) as tmp:
+        tmp.write(new)
+    try:
+        load_reference(Path(tmp.name))
+    except ValueError as err:
+        os.unlink(tmp.name)
+        raise ValueError(str(err).replace(tmp.name, str(reference))) from None
+    os.replace(tmp.name, reference)
+    return how
+
+
+def references_command(
+    results: Path,
+    profile: str | None = None,
+    write: Path | None = None,
+    k: float = REFERENCE_K,
+    floor: float = REFERENCE_FLOOR,
+    cap: float = REFERENCE_CAP,
+) -> int:
+    """Print the regression references of the study in ``results`` (:func:`study_references`)
+    as reference-file entries, or, with ``write``, put them into that reference file (replacing
+    the profile's previous ones). ``profile`` defaults to the single one recorded in
+    ``results``."""
+    if not 0 <= floor <= cap or k <= 0:
+        raise ValueError(f"need 0 <= --floor <= --cap and --k > 0, got {floor}, {cap}, {k}")
+    table_ = read_results(results)
+    profile = profile or _results_profile(table_)
+    if profile is None:
+        raise ValueError(f"{results}: no single profile recorded; pass --profile")
+    claims = study_references(table_, profile, f"{results} via sinreq references", k, floor, cap)
+    rule = (
+        ""
+        if (k, floor, cap) == (REFERENCE_K, REFERENCE_FLOOR, REFERENCE_CAP)
+        else (f" --k {k:g} --floor {floor:g} --cap {cap:g}")
+    )
+    command = f"sinreq references {results} --profile {profile}{rule}" + (
+        f" --write {write}" if write else ""
+    )
+    block = references_yaml(claims, profile, command, (k, floor, cap))
+    if write is None:
+        print(block, end="")
+        return 0
+    how = write_references(write, block, profile)
+    print(f"sinreq references: {len(claims)} claims of profile {profile!r} {how} in {write}")
+    return 0

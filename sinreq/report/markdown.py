@@ -33,9 +33,10 @@ _DEFINITIONS = [
     "configurations of a seed start from the same FP run.",
 ]
 _FILES = (
-    "Plots: `acc_vs_bits.png`, `gap_closure.png`, `weight_hist.png`, `mechanism.png`. "
+    "Plots: `forest.png` (the paired gain per configuration and arm, 95 % CI), "
+    "`acc_vs_bits.png`, `gap_closure.png`, `weight_hist.png`, `mechanism.png`, `ptq_curve.png`. "
     "Tables: `results.csv`, `gap_closure.csv`, `lambda_selection.csv`, `mechanism.csv`, "
-    "`acc_vs_bits.csv`, `summary.json`."
+    "`acc_vs_bits.csv`, `ptq_curve.csv`, `summary.json`, `headline.json` (the DVC metrics)."
 )
 
 
@@ -52,6 +53,7 @@ def summary_markdown(
     groups = [(key, method, arm) for key, method, arm in arm_groups(gap) if key in per_method]
     lines = [
         *_header(results),
+        *_collapsed(results),
         "## Verdict",
         "",
         *[_verdict_sentence(method, arm, per_method[key]) for key, method, arm in groups],
@@ -67,6 +69,19 @@ def summary_markdown(
         _FILES,
     ]
     return "\n".join(lines) + "\n"
+
+
+def _collapsed(results: pd.DataFrame) -> list[str]:
+    """A warning naming the runs that collapsed (kept as measured rows), if any."""
+    if "collapsed" not in results or not results["collapsed"].fillna(False).astype(bool).any():
+        return []
+    runs = results[results["collapsed"].fillna(False).astype(bool)]
+    names = ", ".join(sorted(str(p) for p in runs["path"]))
+    return [
+        f"**{len(runs)} run(s) collapsed** (loss exploded or chance level after the first epoch; "
+        f"run with `--on-collapse continue`, kept as measured rows): {names}",
+        "",
+    ]
 
 
 def _header(results: pd.DataFrame) -> list[str]:
@@ -217,8 +232,9 @@ def _selection_section(selection: pd.DataFrame) -> list[str]:
         *title,
         "Per configuration and arm, the chosen lambda is the positive lambda with the best mean "
         "validation accuracy of the tuning seeds (lambda 0 is shown for reference). The final "
-        "seeds, disjoint from the tuning seeds, ran lambda 0 and the chosen lambda; only they are "
-        "reported on test.",
+        "seeds, disjoint from the tuning seeds, ran lambda 0 and the chosen lambda; only their "
+        "test accuracies enter the tables, plots and verdicts (the tuning runs' test accuracies "
+        "are recorded in results.csv but never read for any choice or table).",
         "",
         table(rows, markdown=True),
         "",

@@ -29,8 +29,9 @@ _STORED_COLUMNS: tuple[str, ...] = tuple(
     "regularizer domain schedule phase seed init_from epochs test_acc val_acc near_level_frac "
     "sin2 hard_round_test_acc wall_time_s images_per_s".split()
 )
-# ``arm`` and ``options`` come last: results.csv files written before them lack them.
-RESULT_COLUMNS: tuple[str, ...] = (*_STORED_COLUMNS, "arm", "options")
+# ``arm``, ``options`` and ``collapsed`` come last: results.csv files written before them lack
+# them (a run without the collapse guard's record counts as not collapsed).
+RESULT_COLUMNS: tuple[str, ...] = (*_STORED_COLUMNS, "arm", "options", "collapsed")
 _INT_COLUMNS = ("bits", "act_bits", "classes", "seed", "epochs")
 # The measurements a run's metrics.json provides: the columns from test_acc on.
 METRIC_COLUMNS = _STORED_COLUMNS[_STORED_COLUMNS.index("test_acc") :]
@@ -168,6 +169,7 @@ def _result_row(folder: Path) -> dict[str, Any]:
         "init_from": config.get("init_from"),
         "epochs": metrics.get("epochs", config.get("epochs")),
         **{k: metrics.get(k) for k in METRIC_COLUMNS},
+        "collapsed": bool(metrics.get("collapsed", False)),
     }
 
 
@@ -230,6 +232,8 @@ def read_results(path: Path) -> pd.DataFrame:
     if missing:
         raise ValueError(f"{path}: missing column {missing[0]!r}; regenerate it with sinreq report")
     df = _typed(df)
+    if "collapsed" not in df:
+        df["collapsed"] = False
     return df if "arm" in df else with_arms(df)
 
 

@@ -352,3 +352,45 @@ def acc_vs_bits(results: pd.DataFrame, gap: pd.DataFrame) -> pd.DataFrame:
     for column in ("act_bits", "bits"):
         table[column] = pd.to_numeric(table[column]).astype("Int64")
     return table.sort_values(["model", "dataset", "method", "act_bits", "variant", "bits"])
+
+
+def ptq_curve(results: pd.DataFrame) -> pd.DataFrame:
+    """Post-training quantization (``quant.ptq`` runs): per configuration (its target ``bits``),
+    arm and evaluated width ``eval_bits``, the test accuracy over seeds (mean, std, n, 95 % t
+    interval) and the paired gain over ``q`` at that width (mean and 95 % t interval), from each
+    run's ``ptq_test_acc`` curve. Empty without PTQ runs."""
+    import pandas as pd
+    from scipy import stats
+
+    from sinreq.stats import paired_difference
+
+    keys = [*CONFIG_KEYS, "arm", "lambda"]
+    columns = [*keys, "eval_bits", "acc_mean", "acc_std", "n", "acc_ci_low", "acc_ci_high"]
+    columns += ["gain_mean", "gain_ci_low", "gain_ci_high"]
+    df = reported_runs(with_defaults(results))
+    rows = [
+        {**{k: run[k] for k in (*keys, "seed")}, "eval_bits": int(width), "acc": acc}
+        for _, run in df[df["method"] != "fp"].iterrows()
+        for width, acc in read_object(Path(run["path"]) / "metrics.json")
+        .get("ptq_test_acc", {})
+        .items()
+    ]
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    long = pd.DataFrame(rows)
+    out = []
+    for key, runs in long.groupby([*keys, "eval_bits"], dropna=False):
+        row = dict(zip([*keys, "eval_bits"], key, strict=True))
+        acc = runs.set_index("seed")["acc"]
+        mean, std, n = describe(acc)
+        half = stats.t.ppf(1 - ALPHA / 2, n - 1) * std / math.sqrt(n) if n > 1 else math.nan
+        same = {k: row[k] for k in (*CONFIG_KEYS, "eval_bits")}
+        q = long[match(long, {**same, "arm": "q"})].set_index("seed")["acc"]
+        common = q.index.intersection(acc.index)
+        gain = paired_difference(q[common].to_numpy(), acc[common].to_numpy(), ALPHA)
+        out.append(
+            {**row, "acc_mean": mean, "acc_std": std, "n": n}
+            | {"acc_ci_low": mean - half, "acc_ci_high": mean + half, "gain_mean": gain.mean}
+            | {"gain_ci_low": gain.ci_low, "gain_ci_high": gain.ci_high}
+        )
+    return pd.DataFrame(out, columns=columns)

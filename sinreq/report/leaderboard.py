@@ -1,0 +1,270 @@
+"""The benchmark's leaderboard: every regime's arms side by side, ``sinreq leaderboard``.
+
+Each regime is a study report ``reports/benchmark/<regime>/results.csv``. Per regime, method and
+regularized arm the row is that arm's pooled paired test against ``q`` (lambda 0, same seeds):
+the mean over configurations of the per-seed gain, a one-sample t test over seeds (the seed is
+the unit: every configuration of seed s starts from seed s's FP model), its 95 % t interval, and
+Holm's correction over *every* row of the benchmark (all regimes together). Beside it: the mean
+gap from FP to Q, the closure ``100 mean(gain) / mean(gap)`` with its seed-bootstrap 95 %
+interval, the lambda(s) chosen on validation, and the paper's claim beside SinReQ's rows. Arms a
+regime does not run are listed as ``n/a`` with the reason its profile gives (``not_applicable``).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import yaml
+
+from sinreq.report.results import read_results
+from sinreq.report.tables import ALPHA, arm_groups, gap_table, method_statistics, summary
+from sinreq.report.text import fmt, interval, name, regularizer_name, table
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# The arms every regime is expected to run (``n/a`` with a reason where one does not apply).
+ARMS = ("q+sinreq", "q+msqe", "q+dampen", "q+kure", "q+binreg")
+COLUMNS = (
+    "regime method arm configs seeds gain ci_low ci_high p p_holm verdict gap closure "
+    "closure_ci_low closure_ci_high lambdas paper_gain"
+).split()
+
+
+def _verdict(gain: float, low: float, high: float, p_holm: float) -> str:
+    """``gain`` / ``harm`` when Holm rejects, else ``no detectable effect`` (the interval says
+    how large an effect the data still allow)."""
+    if not math.isfinite(p_holm):
+        return "untested"
+    if p_holm < ALPHA:
+        return "gain" if gain > 0 else "harm"
+    return "no detectable effect"
+
+
+def regime_rows(regime: str, results: pd.DataFrame, paper: dict[str, float]) -> list[dict]:
+    """The leaderboard rows of one regime (Holm not applied yet)."""
+    gap = gap_table(results)
+    stats, summ = method_statistics(results, gap), summary(gap)
+    rows = []
+    for key, method, arm in arm_groups(gap):
+        s, m = stats[key], summ[key]
+        arm_gap = gap[(gap["method"] == method) & (gap["arm"] == arm)]
+        lambdas = sorted({f"{lam:g}" for lam in arm_gap["lambda"].dropna()})
+        sinreq = arm.split(" ")[0] == "q+sinreq"
+        rows.append(
+            {
+                "regime": regime,
+                "method": method,
+                "arm": arm,
+                "configs": m["n_configs"],
+                "seeds": s["pooled_n_seeds"],
+                "gain": s["pooled_gain"],
+                "ci_low": s["pooled_ci_low"],
+                "ci_high": s["pooled_ci_high"],
+                "p": s["pooled_p"],
+                "gap": m["mean_gap_points"],
+                "closure": m["closure_ratio_of_means"],
+                "closure_ci_low": s["closure_ratio_of_means_ci_low"],
+                "closure_ci_high": s["closure_ratio_of_means_ci_high"],
+                "lambdas": ",".join(lambdas),
+                "paper_gain": paper.get(method, math.nan) if sinreq else math.nan,
+            }
+        )
+    return rows
+
+
+def _not_run(regime: str, methods: list[str], present: set[str], reasons: dict) -> list[dict]:
+    """``n/a`` rows for the expected arms a regime did not run, with the profile's reason."""
+    missing = [a for a in ARMS if not any(p.split(" ")[0] == a for p in present)]
+    return [
+        {
+            "regime": regime,
+            "method": m,
+            "arm": a,
+            "verdict": "n/a: " + reasons.get(a[2:], "not run"),
+        }
+        for m in methods
+        for a in missing
+    ]
+
+
+def leaderboard(
+    regimes: dict[str, Path], reference: Path | None = None, profiles: Path | None = None
+) -> pd.DataFrame:
+    """The leaderboard of the regimes ``{name: results.csv}`` (see the module docstring); the
+    reasons for arms not run come from ``profiles/<regime>.yaml``."""
+    import pandas as pd
+
+    from sinreq.stats import holm
+
+    paper = _paper_gains(reference)
+    rows, idle = [], []
+    for regime, path in regimes.items():
+        results = read_results(path)
+        measured = regime_rows(regime, results, paper)
+        rows += measured
+        methods = sorted({r["method"] for r in measured})
+        idle += _not_run(
+            regime,
+            methods,
+            {r["arm"] for r in measured},
+            _reasons((profiles or Path()) / f"{regime}.yaml"),
+        )
+    board = pd.DataFrame(rows, columns=COLUMNS)
+    board["p_holm"] = holm(board["p"].tolist(), ALPHA)[0] if len(board) else []
+    board["verdict"] = [_verdict(r.gain, r.ci_low, r.ci_high, r.p_holm) for r in board.itertuples()]
+    return pd.concat([board, pd.DataFrame(idle, columns=COLUMNS)], ignore_index=True)
+
+
+def _paper_gains(reference: Path | None) -> dict[str, float]:
+    """``{method: the paper's mean SinReQ gain}`` from the reference file's claims."""
+    if reference is None:
+        return {}
+    from sinreq.report.claims import load_reference, paper_values
+
+    return {
+        key: values["mean_gain_points"]
+        for key, values in paper_values(load_reference(reference)).items()
+        if "mean_gain_points" in values and " " not in key
+    }
+
+
+def _reasons(profile: Path) -> dict[str, str]:
+    """``{regularizer: why the regime does not run it}``: the profile's ``not_applicable``."""
+    data = yaml.safe_load(profile.read_text()) if profile.is_file() else None
+    return (data or {}).get("not_applicable") or {}
+
+
+def verdict_paragraph(board: pd.DataFrame, regime: str) -> str:
+    """One paragraph per regime, worded as strong as the Holm-corrected intervals allow."""
+    rows = board[(board["regime"] == regime) & board["gain"].notna()]
+    if rows.empty:
+        return f"**{regime}**: nothing measured yet."
+    parts = []
+    for r in rows.itertuples():
+        what = {
+            "gain": "a gain",
+            "harm": "a loss",
+            "no detectable effect": "no detectable effect",
+        }.get(r.verdict, r.verdict)
+        parts.append(
+            f"{regularizer_name(r.arm)} on {name(r.method)}: {what}, "
+            f"{fmt(r.gain, '+.2f')} points, 95 % CI {interval(r.ci_low, r.ci_high)} "
+            f"(Holm p {fmt(r.p_holm, '.2g')})"
+        )
+    configs, seeds = int(rows["configs"].max()), int(rows["seeds"].max())
+    n_gain = int((rows["verdict"] == "gain").sum())
+    n_harm = int((rows["verdict"] == "harm").sum())
+    head = (
+        f"**{regime}** ({configs} configuration(s), {seeds} final seeds): "
+        f"{n_gain} arm(s) with a detectable gain, {n_harm} with a detectable loss, "
+        f"{len(rows) - n_gain - n_harm} with no detectable effect at Holm-corrected 5 %. "
+    )
+    return head + "; ".join(parts) + "."
+
+
+def leaderboard_markdown(board: pd.DataFrame, command: str) -> str:
+    """``leaderboard.md``: the verdicts per regime, then the table."""
+    regimes = list(dict.fromkeys(board["regime"]))
+    lines = [
+        "# Benchmark leaderboard: weight regularizers against none, per regime",
+        "",
+        f"Generated by `{command}` from each regime's `results.csv`. Gain: the mean over the "
+        "regime's configurations of the paired per-seed test-accuracy difference (arm - none, "
+        "points); 95 % t interval over seeds; p of the one-sample t test over seeds, then "
+        "Holm over every row of the benchmark. Gap: FP - none (points). Closure: 100 gain / "
+        "gap with a seed-bootstrap 95 % interval. Lambdas: chosen on validation per "
+        "configuration (never on test).",
+        "",
+        "## Verdicts",
+        "",
+        *[verdict_paragraph(board, r) + "\n" for r in regimes],
+        "## Table",
+        "",
+        table(
+            [
+                {
+                    "regime": r.regime,
+                    "method": name(r.method),
+                    "arm": regularizer_name(r.arm),
+                    "gain (95 % CI)": f"{fmt(r.gain, '+.2f')} {interval(r.ci_low, r.ci_high)}"
+                    if r.gain == r.gain
+                    else "-",
+                    "Holm p": fmt(r.p_holm, ".2g"),
+                    "verdict": r.verdict,
+                    "gap to FP": fmt(r.gap),
+                    "closure % (95 % CI)": f"{fmt(r.closure, '.0f')} "
+                    f"{interval(r.closure_ci_low, r.closure_ci_high, '.0f')}"
+                    if r.gain == r.gain
+                    else "-",
+                    "lambda": r.lambdas if isinstance(r.lambdas, str) else "-",
+                    "paper's gain": fmt(r.paper_gain, "+.1f"),
+                    "seeds": fmt(r.seeds, ".0f"),
+                }
+                for r in board.itertuples()
+            ],
+            markdown=True,
+        ),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def plot_forest(board: pd.DataFrame, path: Path) -> None:
+    """The forest plot: per regime a panel, per arm its gain with the 95 % CI, zero marked."""
+    from sinreq.plotting import pyplot
+    from sinreq.report.plots import palette
+
+    plt = pyplot()
+    measured = board[board["gain"].notna()]
+    regimes = list(dict.fromkeys(measured["regime"])) or ["(none)"]
+    colours = palette([a.split(" ")[0] for a in measured["arm"]], first="q+sinreq")
+    heights = [max(1, int((measured["regime"] == r).sum())) for r in regimes]
+    fig, axes = plt.subplots(
+        len(regimes), 1, figsize=(7.5, 1.2 + 0.45 * sum(heights)), squeeze=False,
+        gridspec_kw={"height_ratios": heights}, sharex=True,
+    )  # fmt: skip
+    for ax, regime in zip(axes[:, 0], regimes, strict=True):
+        rows = measured[measured["regime"] == regime].iloc[::-1]
+        for y, r in enumerate(rows.itertuples()):
+            colour = colours[r.arm.split(" ")[0]]
+            ax.errorbar(
+                r.gain, y, xerr=[[r.gain - r.ci_low], [r.ci_high - r.gain]], fmt="o",
+                color=colour, capsize=3,
+            )  # fmt: skip
+            ax.annotate(
+                f"Holm p {fmt(r.p_holm, '.2g')}", (1.01, y), xycoords=("axes fraction", "data"),
+                fontsize=7, va="center",
+            )  # fmt: skip
+        labels = [f"{regularizer_name(r.arm)} ({name(r.method)})" for r in rows.itertuples()]
+        ax.set_yticks(range(len(rows)), labels, fontsize=8)
+        ax.set_ylim(-0.7, len(rows) - 0.3)
+        ax.axvline(0, color="grey", lw=0.8)
+        ax.set_title(f"regime {regime}", fontsize=9, loc="left")
+    axes[-1, 0].set_xlabel("test-accuracy gain over no regularizer (points), 95 % CI")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def leaderboard_command(
+    root: Path, out: Path, reference: Path | None, profiles: Path = Path("pipelines/benchmark")
+) -> int:
+    """``sinreq leaderboard ROOT``: every ``ROOT/<regime>/results.csv`` (the regime's profile:
+    ``profiles/<regime>.yaml``); writes ``leaderboard.{csv,md,png}`` into ``out`` and prints the
+    verdicts."""
+    regimes = {p.parent.name: p for p in sorted(root.glob("*/results.csv"))}
+    if not regimes:
+        raise ValueError(f"{root}: no <regime>/results.csv; run a benchmark profile first")
+    board = leaderboard(regimes, reference, profiles)
+    out.mkdir(parents=True, exist_ok=True)
+    board.to_csv(out / "leaderboard.csv", index=False)
+    ref = f" --reference {reference}" if reference else ""
+    command = f"sinreq leaderboard {root} --out {out}{ref}"
+    (out / "leaderboard.md").write_text(leaderboard_markdown(board, command))
+    plot_forest(board, out / "leaderboard.png")
+    for regime in regimes:
+        print(verdict_paragraph(board, regime))
+    return 0

@@ -1,0 +1,129 @@
+"""The benchmark leaderboard against an independent computation: per regime and arm the pooled
+paired test over seeds (scipy), Holm over every row of the benchmark (statsmodels), the closure
+as a ratio of means, the paper's gain beside SinReQ only, and ``n/a`` rows with the profile's
+reason for the arms a regime did not run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
+
+from sinreq.cli import main
+from sinreq.report.results import RESULT_COLUMNS
+
+SEEDS = np.arange(5)
+FP = np.array([90.0, 90.4, 89.8, 90.2, 89.6])
+Q = {2: np.array([80.0, 81.0, 79.5, 80.5, 79.0]), 3: np.array([86.0, 86.5, 85.5, 86.2, 85.8])}
+# regime -> arm -> bits -> per-seed gain over Q
+A = np.array
+GAINS = {
+    "alpha": {
+        "sinreq": {2: A([1.0, 1.2, 0.9, 1.1, 0.8]), 3: A([0.2, 0.1, 0.3, 0.0, 0.2])},
+        "kure": {2: A([-0.5, 0.4, 0.1, -0.2, 0.3]), 3: A([0.1, -0.3, 0.2, 0.0, -0.1])},
+    },
+    "beta": {
+        "sinreq": {2: A([-2.0, -1.8, -2.2, -1.9, -2.1]), 3: A([-1.0, -1.1, -0.9, -1.2, -0.8])}
+    },
+}
+
+
+def _rows(regime: str) -> pd.DataFrame:
+    rows = []
+
+    def add(**values):
+        rows.append({c: values.get(c) for c in RESULT_COLUMNS if c != "arm"})
+
+    common = dict(model="m", dataset="fashion_mnist", profile=regime, width=1.0, phase="final")
+    for s, acc in zip(SEEDS, FP, strict=True):
+        add(
+            **common,
+            run=f"fp{s}",
+            path=f"fp/{s}",
+            method="fp",
+            seed=int(s),
+            test_acc=acc,
+            **{"lambda": 0.0},
+        )
+    for bits, q in Q.items():
+        quant = dict(common, method="dorefa", bits=bits, act_bits=bits, first_last="8bit")
+        for s in SEEDS:
+            add(
+                **quant,
+                run=f"q{bits}-{s}",
+                path=f"q/{bits}/{s}",
+                seed=int(s),
+                test_acc=q[s],
+                **{"lambda": 0.0},
+            )
+            for arm, by_bits in GAINS[regime].items():
+                add(**quant, run=f"{arm}{bits}-{s}", path=f"{arm}/{bits}/{s}", seed=int(s),
+                    test_acc=q[s] + by_bits[bits][s], regularizer=arm, schedule="constant",
+                    **{"lambda": 0.1})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_leaderboard_against_scipy_and_statsmodels(tmp_path, capsys):
+    for regime in GAINS:
+        (tmp_path / "reports" / regime).mkdir(parents=True)
+        _rows(regime).to_csv(tmp_path / "reports" / regime / "results.csv", index=False)
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    (profiles / "beta.yaml").write_text("not_applicable: {kure: no grid to aim at}\n")
+    ref = tmp_path / "ref.yaml"
+    ref.write_text(
+        "claims:\n  - {id: g, kind: claim, description: d, source: s, method: dorefa,\n"
+        "     arm: q+sinreq, metric: mean_gain_points, expected: 2.8, tolerance: 1}\n"
+    )
+    out = tmp_path / "board"
+    argv = ["leaderboard", str(tmp_path / "reports"), "--out", str(out), "--reference", str(ref)]
+    assert main([*argv, "--profiles", str(profiles)]) == 0
+    board = pd.read_csv(out / "leaderboard.csv")
+    measured = board[board["gain"].notna()].set_index(["regime", "arm"])
+    expected = {}
+    for regime, arms in GAINS.items():
+        for arm, by_bits in arms.items():
+            per_seed = np.mean([by_bits[b] for b in Q], axis=0)  # the seed is the unit
+            t = stats.ttest_1samp(per_seed, 0.0)
+            ci = t.confidence_interval(0.95)
+            gap = np.mean([FP.mean() - Q[b].mean() for b in Q])
+            expected[(regime, f"q+{arm}")] = (per_seed.mean(), ci.low, ci.high, t.pvalue, gap)
+    assert sorted(measured.index) == sorted(expected)
+    adjusted = multipletests([e[3] for e in expected.values()], method="holm")[1]
+    holm = dict(zip(expected, adjusted, strict=True))
+    for key, (gain, low, high, p, gap) in expected.items():
+        row = measured.loc[key]
+        assert row["gain"] == pytest.approx(gain)
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high))
+        assert row["p"] == pytest.approx(p) and row["p_holm"] == pytest.approx(holm[key])
+        assert row["gap"] == pytest.approx(gap)
+        assert row["closure"] == pytest.approx(100 * gain / gap)
+        verdict = "no detectable effect" if holm[key] >= 0.05 else ("gain" if gain > 0 else "harm")
+        assert row["verdict"] == verdict
+        assert (
+            row["paper_gain"] == pytest.approx(2.8)
+            if "sinreq" in key[1]
+            else np.isnan(row["paper_gain"])
+        )
+    # the alpha SinReQ gain is clear, kure is noise, beta SinReQ harms: three different verdicts
+    assert {measured.loc[k, "verdict"] for k in expected} == {
+        "gain",
+        "harm",
+        "no detectable effect",
+    }
+    idle = board[board["gain"].isna()]
+    beta_kure = idle[(idle["regime"] == "beta") & (idle["arm"] == "q+kure")]
+    assert beta_kure["verdict"].tolist() == ["n/a: no grid to aim at"]
+    assert set(idle[idle["regime"] == "alpha"]["arm"]) == {"q+msqe", "q+dampen", "q+binreg"}
+    assert set(idle[idle["regime"] == "alpha"]["verdict"]) == {"n/a: not run"}
+    text = (out / "leaderboard.md").read_text()
+    assert "95 % CI" in text and "**beta**" in text and (out / "leaderboard.png").stat().st_size
+    assert "no detectable effect" in capsys.readouterr().out
+
+
+def test_leaderboard_without_regimes_is_one_line(tmp_path, capsys):
+    assert main(["leaderboard", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "no <regime>/results.csv" in err and len(err.strip().splitlines()) == 1

@@ -1,0 +1,257 @@
+"""The committed Fashion-MNIST study is protected by its own references (issue 17).
+
+``reports/paper_reference.yaml`` holds one regression claim per configuration and arm of
+``reports/fashion/results.csv``, written by ``sinreq references``. Shifting any arm's final runs
+by one point must make ``sinreq check --profile fashion`` fail naming that arm's claim; an honest
+rerun (every run moved within the measured machine-to-machine spread) must pass; the committed
+``reports/fashion/check.txt`` must be what ``sinreq check`` prints now.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sinreq.report.claims import (
+    REFERENCE_CAP,
+    REFERENCE_FLOOR,
+    REFERENCE_K,
+    check_command,
+    load_reference,
+    reference_tolerance,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = Path("reports/fashion/results.csv")
+REFERENCE = Path("reports/paper_reference.yaml")
+CHECK_TXT = Path("reports/fashion/check.txt")
+PROFILE = "fashion"
+PREFIX = "fashion/cifar10_convnet/fashion_mnist/"
+
+# The arms of the committed study, from results.csv's own columns (independently of the arm
+# logic of sinreq.report): FP, and per quantizer and bit width Q (lambda 0) and Q+SinReQ.
+FP_ARM = ("fp", None, "fp")
+QUANT_ARMS = [
+    (m, b, arm) for m in ("dorefa", "wrpn") for b in (3, 4, 5) for arm in ("q", "q+sinreq")
+]
+ARMS = [FP_ARM, *QUANT_ARMS]
+
+
+def arm_id(method: str, bits: int | None, arm: str) -> str:
+    return PREFIX + ("fp" if arm == "fp" else f"{method}_w{bits}a{bits}_8bit/{arm}")
+
+
+def final_rows(df: pd.DataFrame, method: str, bits: int | None, arm: str) -> pd.Series:
+    """The final-phase runs of one arm: FP = the continued FP runs (phase final)."""
+    mask = (df["phase"] == "final") & (df["method"] == method)
+    if arm != "fp":
+        mask &= df["bits"] == bits
+        mask &= df["lambda"] > 0 if arm == "q+sinreq" else df["lambda"] == 0
+    return mask
+
+
+def verdicts(output: str) -> dict[str, str]:
+    """``{claim id: verdict}`` from the printed check table."""
+    found = {}
+    for line in output.splitlines():
+        hit = re.match(r"(\S+)\s.*?\s(PASS|FAIL|NOT MEASURED)\b", line)
+        if hit:
+            found[hit.group(1)] = hit.group(2)
+    return found
+
+
+@pytest.fixture
+def committed() -> pd.DataFrame:
+    return pd.read_csv(REPO / RESULTS)
+
+
+def fashion_ids() -> list[str]:
+    return [c["id"] for c in load_reference(REPO / REFERENCE) if c["id"].startswith(PREFIX)]
+
+
+def check(df: pd.DataFrame, tmp_path: Path, capsys) -> tuple[int, dict[str, str], str]:
+    """``sinreq check --profile fashion`` on ``df`` written to a copy in ``tmp_path``."""
+    df.to_csv(tmp_path / "results.csv", index=False)
+    code = check_command(tmp_path / "results.csv", REPO / REFERENCE, profile=PROFILE)
+    out = capsys.readouterr().out
+    return code, verdicts(out), out
+
+
+def test_every_arm_of_the_committed_study_has_a_reference(committed):
+    claims = {c["id"]: c for c in load_reference(REPO / REFERENCE)}
+    assert sorted(fashion_ids()) == sorted(arm_id(*arm) for arm in ARMS)
+    for arm in ARMS:
+        claim = claims[arm_id(*arm)]
+        assert claim["kind"] == "regression" and not claim["informational"]
+        assert claim["scope"]["profile"] == [PROFILE] and claim["runs"] == 5
+        # The recorded number is the mean of the arm's final rows, read straight from the CSV.
+        expected = committed.loc[final_rows(committed, *arm), "test_acc"]
+        assert len(expected) == 5 and claim["expected"] == pytest.approx(expected.mean(), abs=1e-6)
+        assert REFERENCE_FLOOR <= claim["tolerance"] <= REFERENCE_CAP < 1
+
+
+def test_committed_fashion_results_pass(committed, tmp_path, capsys):
+    code, found, _ = check(committed, tmp_path, capsys)
+    assert code == 0
+    assert {found[i] for i in fashion_ids()} == {"PASS"}
+
+
+@pytest.mark.parametrize("delta", [1.0, -1.0])
+@pytest.mark.parametrize("arm", ARMS, ids=lambda a: f"{a[0]}-w{a[1]}-{a[2]}")
+def test_shifting_one_arm_by_a_point_fails_naming_its_claim(
+    committed, tmp_path, capsys, arm, delta
+):
+    shifted = committed.copy()
+    rows = final_rows(shifted, *arm)
+    assert rows.sum() == 5
+    shifted.loc[rows, "test_acc"] += delta
+    code, found, out = check(shifted, tmp_path, capsys)
+    assert code == 1, out
+    failed = {i for i, v in found.items() if v == "FAIL"}
+    assert failed == {arm_id(*arm)}, out
+
+
+def test_the_issue_17_shift_fails(committed, tmp_path, capsys):
+    """The issue's example: +2 points on all 30 final Q+SinReQ rows."""
+    shifted = committed.copy()
+    rows = (shifted["phase"] == "final") & (shifted["lambda"] > 0)
+    assert rows.sum() == 30
+    shifted.loc[rows, "test_acc"] += 2
+    code, found, _ = check(shifted, tmp_path, capsys)
+    assert code == 1
+    assert {i for i, v in found.items() if v == "FAIL"} == {
+        arm_id(*a) for a in QUANT_ARMS if a[2] == "q+sinreq"
+    }
+
+
+def test_a_lost_run_fails(committed, tmp_path, capsys):
+    rows = final_rows(committed, "wrpn", 4, "q")
+    dropped = committed.drop(index=committed.index[rows][:1])
+    code, found, out = check(dropped, tmp_path, capsys)
+    assert code == 1 and found[arm_id("wrpn", 4, "q")] == "FAIL"
+    assert "4 matching runs, 5 expected" in out
+
+
+@pytest.mark.parametrize("draw", range(5))
+def test_an_honest_rerun_on_another_machine_passes(committed, tmp_path, capsys, draw):
+    """Every run moves as a rerun with the same seeds on another machine moved them: by up to
+    0.6 points (quantized) or 0.17 (FP), uniformly, rounded to the CSV's 0.01."""
+    rng = np.random.default_rng(170 + draw)
+    bound = np.where(committed["method"] == "fp", 0.17, 0.6)
+    rerun = committed.copy()
+    rerun["test_acc"] = (rerun["test_acc"] + rng.uniform(-bound, bound)).round(2)
+    code, found, out = check(rerun, tmp_path, capsys)
+    assert code == 0, out
+    assert {found[i] for i in fashion_ids()} == {"PASS"}
+
+
+@pytest.mark.parametrize("delta", [0.3, -0.3])
+def test_a_rerun_moving_every_mean_by_the_largest_seen_change_passes(
+    committed, tmp_path, capsys, delta
+):
+    moved = committed.copy()
+    moved.loc[moved["phase"] == "final", "test_acc"] += delta
+    code, found, out = check(moved, tmp_path, capsys)
+    assert code == 0, out
+    assert {found[i] for i in fashion_ids()} == {"PASS"}
+
+
+def test_committed_check_txt_is_what_check_prints_now(capsys, monkeypatch):
+    """reports/fashion/check.txt is the output of the pipeline's check stage (dvc.yaml): it must
+    not go stale when the reference file or the results change."""
+    monkeypatch.chdir(REPO)
+    assert check_command(RESULTS, REFERENCE, profile=PROFILE) == 0
+    assert capsys.readouterr().out == CHECK_TXT.read_text()
+
+
+# ------------------------------------------------------------------------------------------------
+# The rule and the generator
+
+
+def test_tolerance_rule():
+    assert (REFERENCE_K, REFERENCE_FLOOR, REFERENCE_CAP) == (3.0, 0.5, 0.9)
+    assert reference_tolerance(0.39, 5) == (0.74, False)  # 3 * 0.39 * sqrt(2/5)
+    assert reference_tolerance(0.10, 5) == (0.5, False)  # the floor
+    assert reference_tolerance(1.9, 5) == (0.9, True)  # too chaotic: informational, at the cap
+    assert reference_tolerance(float("nan"), 1) == (0.9, True)  # one seed: spread unknown
+
+
+def test_references_command_rewrites_its_block_in_place(tmp_path, capsys):
+    """Writing the references of the committed results into a copy of the reference file gives
+    back the committed file (it is what was committed), and rewriting replaces, never appends."""
+    from sinreq.cli import main
+
+    reference = tmp_path / "ref.yaml"
+    shutil.copy(REPO / REFERENCE, reference)
+    before = reference.read_text()
+    args = ["references", str(REPO / RESULTS), "--profile", PROFILE, "--write", str(reference)]
+    for _ in range(2):
+        assert main(args) == 0
+        assert "13 claims of profile 'fashion' replaced" in capsys.readouterr().out
+    after = reference.read_text()
+    assert after.count(">>> sinreq references --profile fashion") == 1
+    strip = re.compile(r"^  # Re-record: .*$|^    source: .*$", re.M)  # paths differ
+    assert strip.sub("", after) == strip.sub("", before)
+
+
+def test_references_of_a_benchmark_study_cover_every_arm(committed, tmp_path, capsys):
+    """A study with several regularized arms (as the benchmark profiles have) gets one claim per
+    configuration and arm, and each arm's shift fails."""
+    from sinreq.cli import main
+
+    final_sinreq = committed[(committed["phase"] == "final") & (committed["lambda"] > 0)]
+    others = []
+    for i, regularizer in enumerate(("msqe", "kure")):
+        extra = final_sinreq.copy()
+        extra["regularizer"], extra["run"] = regularizer, extra["run"] + f"-{regularizer}"
+        extra["test_acc"] -= 0.5 * (i + 1)
+        others.append(extra)
+    study = pd.concat([committed, *others], ignore_index=True).assign(profile="benchmark-qat")
+    study.to_csv(tmp_path / "results.csv", index=False)
+    reference = tmp_path / "ref.yaml"
+    reference.write_text("claims:\n")
+    args = ["references", str(tmp_path / "results.csv"), "--write", str(reference)]
+    assert main(args) == 0
+    assert "25 claims of profile 'benchmark-qat' appended" in capsys.readouterr().out
+    claims = {c["id"]: c for c in load_reference(reference)}
+    arms = {i.rsplit("/", 1)[1] for i in claims}
+    assert arms == {"fp", "q", "q+sinreq", "q+msqe", "q+kure"}
+    assert check_command(tmp_path / "results.csv", reference) == 0
+    capsys.readouterr()
+
+    kure = (study["regularizer"] == "kure") & (study["method"] == "dorefa") & (study["bits"] == 4)
+    study.loc[kure, "test_acc"] += 1
+    study.to_csv(tmp_path / "results.csv", index=False)
+    assert check_command(tmp_path / "results.csv", reference) == 1
+    found = verdicts(capsys.readouterr().out)
+    assert {i for i, v in found.items() if v == "FAIL"} == {
+        "benchmark-qat/cifar10_convnet/fashion_mnist/dorefa_w4a4_8bit/q+kure"
+    }
+
+
+def test_references_prints_a_block_without_write(tmp_path, capsys):
+    from sinreq.cli import main
+
+    assert main(["references", str(REPO / RESULTS)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("  # >>> sinreq references --profile fashion")
+    assert out.count("  - id: ") == 13
+    reference = tmp_path / "ref.yaml"
+    reference.write_text("claims:\n" + out)
+    assert len(load_reference(reference)) == 13
+
+
+def test_runs_is_for_run_metrics_only(tmp_path):
+    import yaml
+
+    entry = {"id": "bad", "kind": "regression", "description": "d", "source": "s",
+             "metric": "mean_gain_points", "method": "dorefa", "expected": 1.0,
+             "tolerance": 0.5, "runs": 5}  # fmt: skip
+    (tmp_path / "ref.yaml").write_text(yaml.safe_dump({"claims": [entry]}))
+    with pytest.raises(ValueError, match="'runs' is for the run metrics"):
+        load_reference(tmp_path / "ref.yaml")
