@@ -616,6 +616,8 @@ def _tuning_plan(
     plan = Plan(runs=[], summary=summary, folder=root)
     for label, arm in labelled.items():
         own = number_list(f"regularizer {label} lambdas", arm.lambdas, float) if arm.lambdas else []
+        if own and 0.0 in lambdas and 0.0 not in own:
+            own = [0.0, *own]  # --tune-lambdas' 0: the shared validation reference
         arm_values = {**values, "regularizer": arm.model_dump(by_alias=True, exclude={"lambdas"})}
         tag = label if len(labelled) > 1 else ""  # arms' run names differ by their label
         plan.tune[label] = _expand(
