@@ -22,7 +22,7 @@ REGIMES = sorted(p.parent.name for p in BENCHMARK.glob("*/results.csv"))
 def _arms(df: pd.DataFrame) -> list[tuple]:
     """(method, bits, arm) of the final runs, read from the CSV's own columns."""
     final = df[df["phase"] == "final"]
-    keys = final[["method", "bits", "arm"]].astype(str).drop_duplicates()
+    keys = final[["method", "bits", "arm"]].map(str).drop_duplicates()  # NaN bits: "nan"
     return [tuple(k) for k in keys.itertuples(index=False)]
 
 
@@ -35,35 +35,74 @@ def test_the_benchmark_has_committed_regimes():
 
 
 @pytest.mark.parametrize("regime", REGIMES)
-def test_committed_regime_passes_and_check_txt_is_current(regime, tmp_path, capsys):
+def test_committed_regime_passes_and_check_txt_is_current(regime, capsys, monkeypatch):
+    monkeypatch.chdir(REPO)  # check.txt names the results as the check stage does: relative
     profile = _profile(regime)
     claims = [
         c for c in load_reference(REFERENCE) if c["scope"] and profile in c["scope"]["profile"]
     ]
     df = pd.read_csv(BENCHMARK / regime / "results.csv")
     assert len(claims) == len(_arms(df))  # one per arm (FP included)
-    assert check_command(BENCHMARK / regime / "results.csv", REFERENCE, profile=profile) == 0
+    results = BENCHMARK.relative_to(REPO) / regime / "results.csv"
+    assert check_command(results, REFERENCE.relative_to(REPO), profile=profile) == 0
     out = capsys.readouterr().out
     assert out == (BENCHMARK / regime / "check.txt").read_text()
 
 
+def _claim(claims: list[dict], method: str, bits: str, arm: str) -> dict:
+    """The regression claim of one arm (ids end in ``/fp`` or ``/<method>_w<bits>.../<arm>``)."""
+    if arm == "fp":
+        return next(c for c in claims if c["id"].endswith("/fp"))
+    bits = f"{float(bits):g}"  # "2.0" in the CSV, "w2" in the id
+    return next(c for c in claims if f"/{method}_w{bits}" in c["id"] and c["id"].endswith(arm))
+
+
 @pytest.mark.parametrize("delta", [1.0, -1.0])
 @pytest.mark.parametrize("regime", REGIMES)
-def test_a_one_point_shift_of_any_arm_fails(regime, delta, tmp_path, capsys):
+def test_a_one_point_shift_of_any_binding_arm_fails(regime, delta, tmp_path, capsys):
+    """Every arm whose reference binds fails on a 1-point shift; an arm is only informational
+    when its 5-seed band (3 sd sqrt(2/n)) exceeds the cap, i.e. a rerun elsewhere can move it by
+    a point (at 2 bits it does: see test_a_measured_rerun_with_another_thread_count_passes)."""
+    profile = _profile(regime)
+    claims = [
+        c for c in load_reference(REFERENCE) if c["scope"] and profile in c["scope"]["profile"]
+    ]
     df = pd.read_csv(BENCHMARK / regime / "results.csv")
+    assert not _claim(claims, "fp", "", "fp")["informational"]  # FP always binds
     for method, bits, arm in _arms(df):
+        claim = _claim(claims, method, bits, arm)
         shifted = df.copy()
         rows = (
             (shifted["phase"] == "final")
-            & (shifted["method"].astype(str) == method)
-            & (shifted["bits"].astype(str) == bits)
-            & (shifted["arm"].astype(str) == arm)
+            & (shifted["method"].map(str) == method)
+            & (shifted["bits"].map(str) == bits)
+            & (shifted["arm"].map(str) == arm)
         )
         shifted.loc[rows, "test_acc"] += delta
         shifted.to_csv(tmp_path / "results.csv", index=False)
-        code = check_command(tmp_path / "results.csv", REFERENCE, profile=_profile(regime))
+        code = check_command(tmp_path / "results.csv", REFERENCE, profile=profile)
         out = capsys.readouterr().out
-        assert code == 1, f"{regime} {method} w{bits} {arm} shifted by {delta}: {out}"
+        if claim["informational"]:
+            sd = float(df.loc[rows, "test_acc"].std())
+            assert 3 * sd * (2 / rows.sum()) ** 0.5 > claim["tolerance"] == 0.9, claim["id"]
+        else:
+            assert code == 1, f"{regime} {method} w{bits} {arm} shifted by {delta}: {out}"
+
+
+@pytest.mark.parametrize(
+    "regime", [r for r in REGIMES if (BENCHMARK / r / "rerun_1thread.csv").is_file()]
+)
+def test_a_measured_rerun_with_another_thread_count_passes(regime, tmp_path, capsys):
+    """The committed runs rerun with 1 thread instead of 2 (benchmarks/rerun_runs.py): with
+    their new accuracies in place of the recorded ones, the check still passes."""
+    df = pd.read_csv(BENCHMARK / regime / "results.csv")
+    rerun = pd.read_csv(BENCHMARK / regime / "rerun_1thread.csv")
+    assert len(rerun) >= 10
+    new = dict(zip(rerun["run"], rerun["test_acc_rerun"], strict=True))
+    assert set(new) <= set(df["path"])
+    df["test_acc"] = [new.get(p, a) for p, a in zip(df["path"], df["test_acc"], strict=True)]
+    df.to_csv(tmp_path / "results.csv", index=False)
+    assert check_command(tmp_path / "results.csv", REFERENCE, profile=_profile(regime)) == 0
 
 
 def test_committed_leaderboard_is_current(tmp_path, monkeypatch):

@@ -114,7 +114,7 @@ def plot_forest(gap: pd.DataFrame, path: Path) -> Any:
     rows = rows.sort_values([*CONFIG_KEYS, "secondary", "arm"], kind="stable")
     rows = rows.reset_index(drop=True)
     height = 1.9 + 0.34 * max(1, len(rows))
-    fig, ax = plt.subplots(figsize=(8.5, height))
+    fig, ax = plt.subplots(figsize=(8.5, height), layout="constrained")
     if rows.empty:
         _empty(ax, "no paired comparison (needs Q and Q+regularizer runs)")
         return _save(fig, path, 100)
@@ -158,14 +158,14 @@ def plot_forest(gap: pd.DataFrame, path: Path) -> Any:
     handles = [
         Line2D([], [], color=c, marker="o", ls="", label=regularizer_label(a))
         for a, c in colors.items()
-        if a != "q"
+        if a != "q" and not several  # with several arms the row labels name them
     ]
     handles += [
         Line2D([], [], color="gray", marker="o", ls="", label="filled: differs after Holm"),
         Line2D([], [], color="gray", marker="o", mfc="white", ls="", label="hollow: no difference"),
     ]
-    ax.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13),
-              ncol=min(4, len(handles)), frameon=False)  # fmt: skip
+    fig.legend(handles=handles, fontsize=7, loc="outside lower center",
+               ncol=min(4, len(handles)), frameon=False)  # fmt: skip
     fig.suptitle("Does the regularizer change quantized accuracy? (Q+R minus Q, paired)",
                  fontsize=10)  # fmt: skip
     return _save(fig, path, 100)
@@ -485,8 +485,9 @@ def plot_mechanism(mechanism: pd.DataFrame, path: Path, results: pd.DataFrame | 
     for ax in list(axes.flat)[len(configs) :]:
         ax.set_axis_off()
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside upper center", ncol=len(handles), fontsize=8,
-               frameon=False)  # fmt: skip
+    per_row = max(2, int(width_in * 100 // 130))  # about 130 px per legend entry
+    fig.legend(handles, labels, loc="outside upper center", ncol=min(len(handles), per_row),
+               fontsize=8, frameon=False)  # fmt: skip
     return _save(fig, path, 100)
 
 
