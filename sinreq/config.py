@@ -51,6 +51,11 @@ def _none_word(v: Any) -> Any:
     return None if isinstance(v, str) and v.strip().lower() in ("", "none", "null") else v
 
 
+def _float_word(bits: str) -> bool:
+    """``none`` / ``fp``: a layer left in float by ``quant.overrides``."""
+    return bits.strip().lower() in ("none", "fp")
+
+
 def check_model(name: str) -> str:
     """``name`` if it is a registered network, else a one-line ValueError listing them."""
     if name not in models.available():
@@ -118,11 +123,14 @@ class QuantConfig(BaseModel):
     @classmethod
     def _parse_overrides(cls, v: Any) -> Any:
         if isinstance(v, list | str):  # repeated --quant.overrides PATTERN=BITS, or "a=3,b=5"
-            items = v.split(",") if isinstance(v, str) else v
-            pairs = [item.split("=", 1) for item in items if item.strip()]
-            if any(len(p) != 2 for p in pairs):
-                raise ValueError(f"overrides {v!r} must look like PATTERN=BITS")
-            v = {k: None if b.lower() in ("none", "fp") else int(b) for k, b in pairs}
+            items = [i for part in ([v] if isinstance(v, str) else v) for i in part.split(",")]
+            pairs = [item.split("=", 1) for item in items if _none_word(item) is not None]
+            bad = [p for p in pairs if len(p) != 2 or not (p[1].isdigit() or _float_word(p[1]))]
+            if bad:
+                raise ValueError(
+                    f"overrides {'='.join(bad[0])!r}: allowed PATTERN=BITS (BITS 2..8 or none)"
+                )
+            v = {k: None if _float_word(b) else int(b) for k, b in pairs}
         return {k: b if b is None else check_bits(b, f"bits of {k!r}") for k, b in v.items()}
 
 

@@ -25,6 +25,7 @@ from pydantic import (
 from sinreq.config import (
     NESTED,
     ArmConfig,
+    QuantConfig,
     RegularizerConfig,
     TrainConfig,
     check_dataset,
@@ -102,6 +103,8 @@ class QuantBlock(BaseModel):
     init_from: str | None = None
     bn_recalib_batches: int = Field(50, ge=0)
     ptq: bool = False  # post-training quantization: train float, quantize after (sinreq.ptq)
+    # per-layer bits, PATTERN=BITS,... (the authors' mixed assignments); none: uniform ``bits``
+    overrides: str = "none"
 
     @field_validator("name")
     @classmethod
@@ -114,6 +117,12 @@ class QuantBlock(BaseModel):
     @classmethod
     def _bits(cls, v: list[int]) -> list[int]:
         return [check_bits(b) for b in v]
+
+    @field_validator("overrides")
+    @classmethod
+    def _overrides(cls, v: str) -> str:
+        QuantConfig(overrides=v)  # the train flag's own check: one line naming the bad part
+        return v
 
     @field_validator("first_last")
     @classmethod

@@ -10,7 +10,7 @@ import yaml
 from sinreq.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-PROFILES = [ROOT / "params.yaml", *sorted((ROOT / "pipelines").glob("*.yaml"))]
+PROFILES = [ROOT / "params.yaml", *sorted((ROOT / "pipelines").rglob("*.yaml"))]
 
 
 @pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.name)
@@ -28,6 +28,7 @@ def test_every_problem_is_named_in_one_line_and_nothing_is_written(tmp_path, cap
     params["networks"][1]["quant"]["regularizer"] = {"name": "kure"}  # a block in a recipe
     params["quant"]["bits"] = [3, 9]
     params["quant"]["name"] = ["dorefa", "xnor"]
+    params["quant"]["overrides"] = "0=3,7=x"
     params["seeds"]["final"] = "a,b"
     params["extra_key"] = 1
     bad = tmp_path / "params.yaml"
@@ -43,6 +44,7 @@ def test_every_problem_is_named_in_one_line_and_nothing_is_written(tmp_path, cap
         "networks.1: quant.regularizer: set it in the profile's regularizer block",
         "bits=9 is not supported",
         "unknown quantizer 'xnor'",
+        "overrides '7=x': allowed PATTERN=BITS (BITS 2..8 or none)",
         "seeds.final: 'a,b': allowed: a comma-separated list of numbers >= 0",
         "unknown option 'extra_key'",
     ):

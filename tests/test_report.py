@@ -332,6 +332,37 @@ def test_collect_results_parent_and_run_folders(grid):
     assert len(again) == len(table)
 
 
+def test_a_per_layer_assignment_is_its_own_configuration(tmp_path):
+    """``quant.overrides`` (the paper regime's mixed bits) is the column ``layer_bits``: two
+    runs alike but for it are two configurations, each named by its assignment."""
+    from sinreq.report.claims import study_references
+    from sinreq.report.results import read_results
+    from sinreq.report.text import config_label
+
+    mixed = {"11": 2, "3": 2, "0": 3}  # as config.json sorts them
+    for name, overrides, acc in (("mixed", mixed, 80.0), ("uniform", {}, 70.0)):
+        folder = tmp_path / name
+        folder.mkdir()
+        quant = {"name": "wrpn", "bits": 2, "act_bits": None, "first_last": "quantize",
+                 "overrides": overrides}  # fmt: skip
+        config = {"model": MODEL, "dataset": "digits", "seed": 0, "profile": "p",
+                  "phase": "final", "quant": quant, "regularizer": {"lambda": 0}}  # fmt: skip
+        (folder / "config.json").write_text(json.dumps(config))
+        (folder / "metrics.json").write_text(json.dumps({"test_acc": acc}))
+    table = collect_results([tmp_path]).set_index("run")
+    assert table.loc["mixed", "layer_bits"] == "0=3,3=2,11=2"  # in layer order
+    assert pd.isna(table.loc["uniform", "layer_bits"])
+    assert config_label(table.loc["mixed"]) == "wrpn w2 [0=3,3=2,11=2]"
+    assert config_label(table.loc["uniform"]) == "wrpn w2"
+    table.reset_index().to_csv(tmp_path / "results.csv", index=False)
+    claims = study_references(read_results(tmp_path / "results.csv"), "p", "test")
+    expected = {c["id"]: c["expected"] for c in claims}
+    assert expected == {
+        f"p/{MODEL}/digits/wrpn_w2_quantize_layers0-3_3-2_11-2/q": 80.0,
+        f"p/{MODEL}/digits/wrpn_w2_quantize/q": 70.0,
+    }
+
+
 def test_collect_results_errors_name_the_path(tmp_path):
     run = write_run(tmp_path, "broken", method="fp", test_acc=90.0, seed=0)
     (run / "metrics.json").write_text("{not json")

@@ -336,7 +336,7 @@ def test_report_command_with_arms(study, tmp_path):
     assert "- LSQ q+msqe: MSQE **hurts**" in text
     # results.csv keeps its columns, arm and options appended; read back unchanged.
     written = pd.read_csv(out / "results.csv")
-    assert list(written.columns[-3:]) == ["arm", "options", "collapsed"]
+    assert list(written.columns[-4:]) == ["arm", "options", "collapsed", "layer_bits"]
     assert read_results(out / "results.csv")["arm"].tolist() == written["arm"].tolist()
 
     import mlflow

@@ -343,7 +343,9 @@ def _config_name(key: dict[str, Any]) -> str:
     act = f"a{key['act_bits']}" if key["act_bits"] else ""
     parts = [key["method"], *([f"w{key['bits']}{act}"] if key["bits"] else [])]
     parts += [str(key["first_last"])] if key["first_last"] else []
-    width = key.get("width")
+    width, layers = key.get("width"), key.get("layer_bits")
+    if isinstance(layers, str) and layers:  # 0=3,3=2 -> layers0-3_3-2
+        parts.append("layers" + layers.replace("=", "-").replace(",", "_"))
     return "_".join(parts) + (f"_x{width:g}" if width not in (None, 1.0) else "")
 
 
@@ -374,8 +376,10 @@ def study_references(
     for key, runs in fp.groupby(["model", "dataset", "width"], dropna=False):
         groups.append(({**dict(zip(("model", "dataset", "width"), key, strict=True))}, runs))
     others = reported[reported["arm"] != "fp"]  # quantized, or FP with a regularizer
-    for key, config in others.groupby([*CONFIG_KEYS, "arm"], dropna=False):
-        key = dict(zip((*CONFIG_KEYS, "arm"), key, strict=True))
+    # layer_bits selects only where some configuration has a per-layer assignment
+    keys = [k for k in CONFIG_KEYS if k != "layer_bits" or others[k].notna().any()] + ["arm"]
+    for key, config in others.groupby(keys, dropna=False):
+        key = dict(zip(keys, key, strict=True))
         several = config["lambda"].nunique(dropna=False) > 1
         for lam, runs in config.groupby("lambda", dropna=False) if several else [(None, config)]:
             groups.append(({**key, "lambda": lam} if several else key, runs))

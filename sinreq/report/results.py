@@ -29,14 +29,18 @@ _STORED_COLUMNS: tuple[str, ...] = tuple(
     "regularizer domain schedule phase seed init_from epochs test_acc val_acc near_level_frac "
     "sin2 hard_round_test_acc wall_time_s images_per_s".split()
 )
-# ``arm``, ``options`` and ``collapsed`` come last: results.csv files written before them lack
-# them (a run without the collapse guard's record counts as not collapsed).
-RESULT_COLUMNS: tuple[str, ...] = (*_STORED_COLUMNS, "arm", "options", "collapsed")
+# ``arm``, ``options``, ``collapsed`` and ``layer_bits`` come last: results.csv files written
+# before them lack them (a run without the collapse guard's record counts as not collapsed, one
+# without ``layer_bits`` had uniform bits).
+RESULT_COLUMNS: tuple[str, ...] = (*_STORED_COLUMNS, "arm", "options", "collapsed", "layer_bits")
 _INT_COLUMNS = ("bits", "act_bits", "classes", "seed", "epochs")
 # The measurements a run's metrics.json provides: the columns from test_acc on.
 METRIC_COLUMNS = _STORED_COLUMNS[_STORED_COLUMNS.index("test_acc") :]
 _FLOAT_COLUMNS = ("width", "lambda", *METRIC_COLUMNS)
-CONFIG_KEYS: tuple[str, ...] = tuple("model dataset method bits act_bits first_last width".split())
+# ``layer_bits``: a per-layer assignment (``quant.overrides``, PATTERN=BITS,...); empty: uniform
+CONFIG_KEYS: tuple[str, ...] = tuple(
+    "model dataset method bits act_bits first_last width layer_bits".split()
+)
 SETTING_KEYS: tuple[str, ...] = ("lambda", "domain", "schedule")
 
 
@@ -113,6 +117,7 @@ def _settings(config: dict[str, Any]) -> dict[str, Any]:
         **config,
         **{k: quant.get(k) for k in ("bits", "act_bits", "first_last")},
         "method": quant.get("name"),
+        "layer_bits": _layer_bits(quant.get("overrides") or {}),
         "lambda": float(reg.get("lambda", reg.get("lam")) or 0.0),
         "regularizer": reg.get("name"),
         "schedule": reg.get("schedule"),
@@ -120,6 +125,13 @@ def _settings(config: dict[str, Any]) -> dict[str, Any]:
         "options": options,
         "exclude_first_last": options.get("exclude_first_last"),
     }
+
+
+def _layer_bits(overrides: dict[str, int | None]) -> str:
+    """``quant.overrides`` as ``0=3,3=2,7=3`` in layer order (config.json sorts its keys as
+    text; numeric layer names are sorted as numbers)."""
+    order = sorted(overrides, key=lambda k: (not k.isdigit(), int(k) if k.isdigit() else 0, k))
+    return ",".join(f"{k}={overrides[k] if overrides[k] is not None else 'none'}" for k in order)
 
 
 def render_options(options: dict[str, Any]) -> str:
@@ -170,6 +182,7 @@ def _result_row(folder: Path) -> dict[str, Any]:
         "epochs": metrics.get("epochs", config.get("epochs")),
         **{k: metrics.get(k) for k in METRIC_COLUMNS},
         "collapsed": bool(metrics.get("collapsed", False)),
+        "layer_bits": (config.get("layer_bits") or None) if quantized else None,
     }
 
 
@@ -234,6 +247,8 @@ def read_results(path: Path) -> pd.DataFrame:
     df = _typed(df)
     if "collapsed" not in df:
         df["collapsed"] = False
+    if "layer_bits" not in df:
+        df["layer_bits"] = None
     return df if "arm" in df else with_arms(df)
 
 
@@ -242,7 +257,8 @@ def with_defaults(results: pd.DataFrame) -> pd.DataFrame:
     ``arm`` included."""
     df = results.copy()
     defaults = {"act_bits": None, "first_last": None, "width": 1.0, "regularizer": "sinreq"}
-    for column, default in {**defaults, "domain": None, "schedule": None, "phase": None}.items():
+    unset = {"domain": None, "schedule": None, "phase": None, "layer_bits": None}
+    for column, default in {**defaults, **unset}.items():
         if column not in df:
             df[column] = default
     return df if "arm" in df else with_arms(df)

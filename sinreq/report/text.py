@@ -44,11 +44,13 @@ def interval(low: float, high: float, spec: str = "+.2f") -> str:
 
 
 def config_label(row: pd.Series) -> str:
-    """``dorefa w3`` or ``dorefa w3a4``."""
+    """``dorefa w3``, ``dorefa w3a4``, or with a per-layer assignment ``wrpn w2 [0=3,3=2]``."""
     import pandas as pd
 
     act = "" if pd.isna(row["act_bits"]) else f"a{row['act_bits']}"
-    return f"{row['method']} w{row['bits']}{act}"
+    layers = row.get("layer_bits")
+    mixed = f" [{layers}]" if isinstance(layers, str) and layers else ""
+    return f"{row['method']} w{row['bits']}{act}{mixed}"
 
 
 def table(rows: list[dict[str, Any]], markdown: bool = False) -> str:
