@@ -272,7 +272,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (Slurm's time limit or preemption, ``kill``, torchrun stopping its workers),
+    handled as Ctrl-C: what is written stays, the run says what it kept; exit 143."""
+
+
+def _raise_terminated(*_: object) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():  # only there can signals be set
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+        try:
+            return _main(argv)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     from sinreq.registry import load_plugins
 
     try:
@@ -300,9 +322,13 @@ def main(argv: list[str] | None = None) -> int:
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         print(f"sinreq {args.command}: error: {message}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"sinreq {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:
+        terminated = isinstance(stop, Terminated)
+        print(
+            f"sinreq {args.command}: {'terminated' if terminated else 'interrupted'}",
+            file=sys.stderr,
+        )
+        return 143 if terminated else 130
 
 
 if __name__ == "__main__":

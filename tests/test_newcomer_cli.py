@@ -185,6 +185,36 @@ def test_interrupted_then_resumed_runs_say_so(tmp_path, uri, capsys, monkeypatch
     assert lines[0].startswith("epoch 2/2  ce ") and lines[-1].startswith("done: test accuracy")
 
 
+def test_sigterm_is_an_interruption_that_keeps_the_checkpoint(tmp_path, uri):
+    """Slurm's time limit and ``kill`` send SIGTERM: the run says what it kept, exits 143
+    without a traceback, and the same command resumes it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "t"
+    argv = ["train", *TINY, "--max-steps", "1", "--epochs", "40", "--tracking-uri", uri,
+            "--out", str(out)]  # fmt: skip
+    cmd = [sys.executable, "-m", "sinreq", *argv]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    job = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "checkpoint.pt").exists() and job.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint within 120 s"
+        time.sleep(0.05)
+    job.send_signal(signal.SIGTERM)
+    _, err = job.communicate(timeout=120)
+    assert job.returncode == 143, err[-2000:]
+    assert "Traceback" not in err and "sinreq train: terminated" in err
+    kept = rf"interrupted: checkpoint of epoch \d+ of 40 kept in {re.escape(str(out))}"
+    assert re.search(kept, err)
+    resumed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resuming {out} from epoch" in resumed.stderr
+
+
 def test_grid_epoch_lines_name_their_run_and_the_grid_ends_with_its_summary(tmp_path, uri, capsys):
     out = tmp_path / "g"
     argv = ["train", *TINY, "--epochs", "1", "--grid", "seed=0,1", "--tracking-uri", uri]
