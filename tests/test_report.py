@@ -315,6 +315,28 @@ def test_mechanism_table_compares_q_and_sinreq(grid):
     assert row.loc["q+sinreq", "sin2"] == pytest.approx(0.1)
 
 
+def test_mechanism_kurtosis_of_the_latent_weights_against_scipy(tmp_path):
+    """The mechanism's kurtosis is Pearson's (KURE's statistic) of each layer's latent weights in
+    the checkpoint, per layer at the run's bit width, averaged over seeds."""
+    weights = {}
+    for seed in (0, 1):
+        state, layers = quantized_state("dorefa", 3, seed)
+        shape, gen = state["3.weight"].shape, torch.Generator().manual_seed(seed)
+        state["3.weight"] = torch.randn(shape, generator=gen) ** 3
+        weights[seed] = state["3.weight"].flatten().double().numpy()
+        run = write_run(tmp_path, f"q{seed}", method="dorefa", bits=3, seed=seed, test_acc=80.0,
+                        state=state, layers=layers)  # fmt: skip
+        metrics = json.loads((run / "metrics.json").read_text())
+        metrics["layers"] = {"3": {"bits": 3, "near_level_frac": 0.2, "sin2": 0.5},
+                             "0": {"bits": 8, "near_level_frac": 0.2, "sin2": 0.5}}  # fmt: skip
+        (run / "metrics.json").write_text(json.dumps(metrics))
+    table = mechanism_table(collect_results([tmp_path]))
+    assert table["layer"].tolist() == ["3"]  # the 8-bit layer is not at the run's bit width
+    expected = np.mean([stats.kurtosis(w, fisher=False) for w in weights.values()])
+    assert table["kurtosis"].iloc[0] == pytest.approx(expected, rel=1e-9)
+    assert expected > 5  # cubed normals: heavy tails, far from KURE's 1.8
+
+
 # ---------------------------------------------------------------------------------------------
 # collect_results
 

@@ -426,11 +426,12 @@ def plot_mechanism(mechanism: pd.DataFrame, path: Path, results: pd.DataFrame | 
     within :data:`~sinreq.mechanism.NEAR_LEVEL_FRACTION` step of a level at the end of training
     (mean over seeds, %), with the share of weights spread evenly as a dotted line. Layers are
     named by module name, with their kind from a run's ``layers.json`` when ``results`` points
-    to readable runs (:func:`layer_labels`). Mean sin^2 is in ``mechanism.csv`` and
-    ``summary.md``."""
+    to readable runs (:func:`layer_labels`). Mean sin^2 and kurtosis are in ``mechanism.csv``
+    and ``summary.md``."""
     from sinreq.mechanism import NEAR_LEVEL_FRACTION
 
     plt = pyplot()
+    mechanism = with_defaults(mechanism)  # hand-made tables lack the optional keys
     configs = mechanism.drop_duplicates(list(CONFIG_KEYS)).reset_index(drop=True)
     n = max(1, len(configs))
     ncols = min(n, 3 if n <= 9 else 4)

@@ -273,33 +273,56 @@ def lambda_selection(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def _layer_rows(run: pd.Series) -> dict[str, dict[str, float]]:
-    """``{layer: {near_level_frac, sin2}}`` of ``run`` at its bit width, from its
-    ``metrics.json``; the run-level means as layer ``all`` when it has no per-layer numbers."""
-    metrics = read_object(Path(run["path"]) / "metrics.json") if "path" in run else {}
+    """``{layer: {near_level_frac, sin2, kurtosis}}`` of ``run`` at its bit width, from its
+    ``metrics.json`` and the latent weights in its checkpoint (kurtosis: KURE's statistic, 1.8
+    uniform, 3 Gaussian); the run-level means as layer ``all`` when it has no per-layer numbers."""
+    folder = Path(run["path"]) if "path" in run else None
+    metrics = read_object(folder / "metrics.json") if folder else {}
     layers = metrics.get("layers") or {}
-    chosen = {name: v for name, v in layers.items() if v.get("bits") == run["bits"]}
-    return chosen or {"all": {"near_level_frac": run["near_level_frac"], "sin2": run["sin2"]}}
+    chosen = {name: dict(v) for name, v in layers.items() if v.get("bits") == run["bits"]}
+    if not chosen:
+        return {"all": {"near_level_frac": run["near_level_frac"], "sin2": run["sin2"]}}
+    state = _checkpoint_state(folder)
+    for name, values in chosen.items():
+        weight = state.get(f"{name}.weight")
+        values["kurtosis"] = math.nan if weight is None else _kurtosis(weight)
+    return chosen
+
+
+def _checkpoint_state(folder: Path) -> dict[str, Any]:
+    """The model state in ``folder``'s checkpoint, empty when there is none."""
+    from sinreq.checkpoint import load_model_state
+
+    file = folder / "checkpoint.pt"
+    return load_model_state(file) if file.exists() else {}
+
+
+def _kurtosis(weight: Any) -> float:
+    from sinreq.regularizers.kure import kurtosis
+
+    return float(kurtosis(weight.detach().double()))
 
 
 def mechanism_table(results: pd.DataFrame) -> pd.DataFrame:
     """Per configuration, arm and layer at the run's bit width, at the end of training (means
-    over seeds): the fraction of weights near a level and the mean sin^2 (0 on the levels, 1/2
-    for weights spread evenly): did the regularizer pull at all?"""
+    over seeds): the fraction of weights near a level, the mean sin^2 (0 on the levels, 1/2 for
+    weights spread evenly) and the latent weights' kurtosis: did the regularizer pull at all?"""
     import pandas as pd
 
+    measures = ["near_level_frac", "sin2", "kurtosis"]
     df = reported_runs(with_defaults(results))
     rows = [
         {**{k: run[k] for k in (*CONFIG_KEYS, "arm", "lambda")}, "layer": name}
-        | {k: values[k] for k in ("near_level_frac", "sin2")}
+        | {k: values.get(k, math.nan) for k in measures}
         for _, run in df[df["method"] != "fp"].iterrows()
         for name, values in _layer_rows(run).items()
     ]
     keys = [*CONFIG_KEYS, "arm", "layer"]
-    columns = [*keys, "lambda", "n", "near_level_frac", "sin2"]
+    columns = [*keys, "lambda", "n", *measures]
     if not rows:
         return pd.DataFrame(columns=columns)
     grouped = pd.DataFrame(rows).groupby(keys, dropna=False)
-    table = grouped[["near_level_frac", "sin2"]].mean()
+    table = grouped[measures].mean()
     table["lambda"], table["n"] = grouped["lambda"].max(), grouped.size()
     return table.reset_index()[columns]
 
