@@ -33,6 +33,9 @@ COLUMNS = (
 ).split()
 
 
+REGIMES = ("paper", "qat", "lsq", "ptq")  # the issue's order; other folders follow by name
+
+
 def _verdict(gain: float, low: float, high: float, p_holm: float) -> str:
     """``gain`` / ``harm`` when Holm rejects, else ``no detectable effect`` (the interval says
     how large an effect the data still allow)."""
@@ -255,7 +258,9 @@ def leaderboard_command(
     """``sinreq leaderboard ROOT``: every ``ROOT/<regime>/results.csv`` (the regime's profile:
     ``profiles/<regime>.yaml``); writes ``leaderboard.{csv,md,png}`` into ``out`` and prints the
     verdicts."""
-    regimes = {p.parent.name: p for p in sorted(root.glob("*/results.csv"))}
+    found = {p.parent.name: p for p in sorted(root.glob("*/results.csv"))}
+    order = [r for r in REGIMES if r in found] + [r for r in found if r not in REGIMES]
+    regimes = {r: found[r] for r in order}
     if not regimes:
         raise ValueError(f"{root}: no <regime>/results.csv; run a benchmark profile first")
     board = leaderboard(regimes, reference, profiles)
