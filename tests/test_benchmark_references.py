@@ -89,17 +89,24 @@ def test_a_one_point_shift_of_any_binding_arm_fails(regime, delta, tmp_path, cap
             assert code == 1, f"{regime} {method} w{bits} {arm} shifted by {delta}: {out}"
 
 
-@pytest.mark.parametrize(
-    "regime", [r for r in REGIMES if (BENCHMARK / r / "rerun_1thread.csv").is_file()]
-)
-def test_a_measured_rerun_with_another_thread_count_passes(regime, tmp_path, capsys):
-    """The committed runs rerun with 1 thread instead of 2 (benchmarks/rerun_runs.py): with
+RERUNS = sorted(BENCHMARK.glob("*/rerun_*.csv"))
+
+
+def test_some_regime_has_a_measured_rerun():
+    assert RERUNS, "no reports/benchmark/<regime>/rerun_*.csv (benchmarks/rerun_runs.py)"
+
+
+@pytest.mark.parametrize("rerun_csv", RERUNS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_a_measured_rerun_with_another_thread_count_passes(rerun_csv, tmp_path, capsys):
+    """The committed runs rerun with another thread count (benchmarks/rerun_runs.py): with
     their new accuracies in place of the recorded ones, the check still passes."""
+    regime = rerun_csv.parent.name
     df = pd.read_csv(BENCHMARK / regime / "results.csv")
-    rerun = pd.read_csv(BENCHMARK / regime / "rerun_1thread.csv")
+    rerun = pd.read_csv(rerun_csv)
     assert len(rerun) >= 10
     new = dict(zip(rerun["run"], rerun["test_acc_rerun"], strict=True))
     assert set(new) <= set(df["path"])
+    assert (df[df["path"].isin(set(new))]["arm"] == "fp").any()  # FP's reference binds
     df["test_acc"] = [new.get(p, a) for p, a in zip(df["path"], df["test_acc"], strict=True)]
     df.to_csv(tmp_path / "results.csv", index=False)
     assert check_command(tmp_path / "results.csv", REFERENCE, profile=_profile(regime)) == 0

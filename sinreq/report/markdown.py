@@ -233,8 +233,9 @@ def _selection_section(selection: pd.DataFrame) -> list[str]:
         "Per configuration and arm, the chosen lambda is the positive lambda with the best mean "
         "validation accuracy of the tuning seeds (lambda 0 is shown for reference). The final "
         "seeds, disjoint from the tuning seeds, ran lambda 0 and the chosen lambda; only their "
-        "test accuracies enter the tables, plots and verdicts (the tuning runs' test accuracies "
-        "are recorded in results.csv but never read for any choice or table).",
+        "test accuracies enter the tables, plots and verdicts. Tuning runs never evaluate on "
+        "test (their test_acc in results.csv is empty; runs made before that rule kept one, "
+        "which nothing reads).",
         "",
         table(rows, markdown=True),
         "",
