@@ -272,26 +272,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (Slurm's time limit or preemption, ``kill``, torchrun stopping its workers),
-    handled as Ctrl-C: what is written stays, the run says what it kept; exit 143."""
-
-
-def _raise_terminated(*_: object) -> None:
-    raise Terminated
-
-
 def main(argv: list[str] | None = None) -> int:
-    import signal
-    import threading
+    from sinreq.interrupts import handled
 
-    if threading.current_thread() is threading.main_thread():  # only there can signals be set
-        previous = signal.signal(signal.SIGTERM, _raise_terminated)
-        try:
-            return _main(argv)
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-    return _main(argv)
+    with handled():  # Ctrl-C and SIGTERM: KeyboardInterrupt / Terminated, never inside a write
+        return _main(argv)
 
 
 def _main(argv: list[str] | None) -> int:
@@ -323,6 +308,8 @@ def _main(argv: list[str] | None) -> int:
         print(f"sinreq {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as stop:
+        from sinreq.interrupts import Terminated
+
         terminated = isinstance(stop, Terminated)
         print(
             f"sinreq {args.command}: {'terminated' if terminated else 'interrupted'}",

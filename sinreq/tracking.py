@@ -205,9 +205,14 @@ def start_mlflow_run(cfg: TrainConfig, run_id: str | None):
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # keep stderr for what matters
     logging.getLogger("alembic").setLevel(logging.WARNING)
     mlflow.set_tracking_uri(cfg.tracking_uri)
+    # made active: resuming checks the run against the process's active experiment, which an
+    # earlier run of another store or experiment in this process may have left behind
+    experiment = mlflow.set_experiment(
+        experiment_id=experiment_id(cfg.tracking_uri, cfg.experiment)
+    )
     return mlflow.start_run(
         run_id=run_id,
-        experiment_id=experiment_id(cfg.tracking_uri, cfg.experiment),
+        experiment_id=experiment.experiment_id,
         run_name=cfg.run_name(),
         parent_run_id=None if run_id else cfg.parent_run_id,
     )

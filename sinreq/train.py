@@ -65,6 +65,7 @@ from sinreq.config import (
     result_value,
 )
 from sinreq.evaluation import evaluate, recalibrate_batchnorm
+from sinreq.interrupts import deferred, interruptible
 from sinreq.mechanism import grid_stats, plot_weights, snapped_weights
 from sinreq.models.pretrained import torchvision_state
 from sinreq.ptq import accuracy_curve, float_weights
@@ -293,45 +294,51 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             run_epoch(run, epoch)
             _check_collapse(run, run.history[-1], epoch)  # the same verdict as the main rank's
         return _final_metrics(run)
-    config = {**result_config(cfg), **provenance(), "world_size": distributed.world_size()}
-    regularized = {name for name, _ in run.regularizer.layers} if run.regularizer else set()
-    layers = [{**row, "regularized": row["layer"] in regularized} for row in layer_table(run.model)]
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "config.json", config)
-    write_json(out / "layers.json", layers)
-    with (
-        _said_if_interrupted(run, out) as kept,
-        start_mlflow_run(cfg, run.mlflow_run_id) as tracked,
-    ):
-        if run.mlflow_run_id is None:
-            log_run_header(cfg, config, layers, run.device)
-        run.mlflow_run_id = tracked.info.run_id
-        try:
-            for epoch in range(run.start_epoch, cfg.epochs):
-                try:
-                    row = run_epoch(run, epoch)
-                except CollapseError as err:  # a non-finite loss: no step can be taken
-                    _stop_collapsed(run, out, str(err))
-                mlflow.log_metrics(row, step=epoch + 1)
-                reason = _check_collapse(run, row, epoch)
-                save_checkpoint(_checkpoint(run, epoch + 1), out / "checkpoint.pt")
-                kept.epoch = epoch + 1
-                print(run_label(cfg) + _epoch_line(epoch, cfg.epochs, row), flush=True)
-                if reason is not None:
-                    mlflow.set_tag("collapsed", reason)
-                    if cfg.on_collapse == "stop":
-                        _stop_collapsed(run, out, reason)
-                    going_on = reason.partition(", or pass --on-collapse")[0]
-                    print(f"{out}: warning: {going_on}; going on (--on-collapse continue)",
-                          file=sys.stderr)  # fmt: skip
-            if cfg.epochs == 0:  # evaluated only: later runs start from this checkpoint
-                save_checkpoint(_checkpoint(run, 0), out / "checkpoint.pt")
-                kept.epoch = 0
-        except TrainingError as err:
-            mlflow.set_tag("failure", str(err))
-            mlflow.end_run(status="FAILED")
-            raise
-        metrics = _finish(run, out)
+    # a signal stops the run only inside run_epoch; elsewhere (MLflow, checkpoint, the final
+    # evaluation and its writes) it waits for the section's end
+    with deferred():
+        config = {**result_config(cfg), **provenance(), "world_size": distributed.world_size()}
+        regularized = {name for name, _ in run.regularizer.layers} if run.regularizer else set()
+        layers = [
+            {**row, "regularized": row["layer"] in regularized} for row in layer_table(run.model)
+        ]
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "config.json", config)
+        write_json(out / "layers.json", layers)
+        with (
+            _said_if_interrupted(run, out) as kept,
+            start_mlflow_run(cfg, run.mlflow_run_id) as tracked,
+        ):
+            if run.mlflow_run_id is None:
+                log_run_header(cfg, config, layers, run.device)
+            run.mlflow_run_id = tracked.info.run_id
+            try:
+                for epoch in range(run.start_epoch, cfg.epochs):
+                    try:
+                        with interruptible():
+                            row = run_epoch(run, epoch)
+                    except CollapseError as err:  # a non-finite loss: no step can be taken
+                        _stop_collapsed(run, out, str(err))
+                    mlflow.log_metrics(row, step=epoch + 1)
+                    reason = _check_collapse(run, row, epoch)
+                    save_checkpoint(_checkpoint(run, epoch + 1), out / "checkpoint.pt")
+                    kept.epoch = epoch + 1
+                    print(run_label(cfg) + _epoch_line(epoch, cfg.epochs, row), flush=True)
+                    if reason is not None:
+                        mlflow.set_tag("collapsed", reason)
+                        if cfg.on_collapse == "stop":
+                            _stop_collapsed(run, out, reason)
+                        going_on = reason.partition(", or pass --on-collapse")[0]
+                        print(f"{out}: warning: {going_on}; going on (--on-collapse continue)",
+                              file=sys.stderr)  # fmt: skip
+                if cfg.epochs == 0:  # evaluated only: later runs start from this checkpoint
+                    save_checkpoint(_checkpoint(run, 0), out / "checkpoint.pt")
+                    kept.epoch = 0
+            except TrainingError as err:
+                mlflow.set_tag("failure", str(err))
+                mlflow.end_run(status="FAILED")
+                raise
+            metrics = _finish(run, out)
     print(final_line(cfg, metrics, run.mlflow_run_id), flush=True)
     return metrics
 

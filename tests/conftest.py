@@ -14,6 +14,14 @@ import urllib.request
 import pytest
 
 
+def pytest_configure(config):
+    """Under pytest-xdist every worker (and what it starts) trains with one thread: the workers
+    share the cores. Set before the test modules import torch."""
+    if hasattr(config, "workerinput"):
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[name] = "1"
+
+
 @pytest.fixture
 def mlflow_server(tmp_path):
     """``mlflow server`` on 127.0.0.1 (sqlite backend, proxied artifacts); yields its URI. The

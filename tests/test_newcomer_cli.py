@@ -178,6 +178,13 @@ def test_interrupted_then_resumed_runs_say_so(tmp_path, uri, capsys, monkeypatch
         in err
     )
     monkeypatch.setattr(sinreq.train, "run_epoch", real)
+    # another store's experiment left active in this process (as an earlier run or a notebook
+    # leaves it): MLflow checks a resumed run against it
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'other.db'}")
+    mlflow.create_experiment("first")
+    mlflow.set_experiment("second")
     assert main(argv) == 0
     captured = capsys.readouterr()
     assert f"resuming {out} from epoch 1 of 2 (checkpoint {out / 'checkpoint.pt'})" in captured.err
@@ -213,6 +220,33 @@ def test_sigterm_is_an_interruption_that_keeps_the_checkpoint(tmp_path, uri):
     resumed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resuming {out} from epoch" in resumed.stderr
+
+
+def test_a_signal_inside_a_write_waits_for_its_end():
+    """A signal that lands in a deferred section (an MLflow call, a checkpoint) is raised where
+    the section ends, never inside it; in an interruptible part it stops at once."""
+    import os
+    import signal
+
+    from sinreq.interrupts import Terminated, deferred, handled, interruptible
+
+    done = []
+    with handled():
+        with pytest.raises(Terminated):
+            with deferred():
+                os.kill(os.getpid(), signal.SIGTERM)
+                done.append("write")
+        with pytest.raises(KeyboardInterrupt):
+            with deferred():
+                os.kill(os.getpid(), signal.SIGINT)
+                done.append("checkpoint")
+                with interruptible():  # the pending Ctrl-C is raised here
+                    done.append("epoch")
+        with pytest.raises(Terminated):
+            with deferred(), interruptible():
+                os.kill(os.getpid(), signal.SIGTERM)
+                done.append("not reached")
+    assert done == ["write", "checkpoint"]
 
 
 def test_grid_epoch_lines_name_their_run_and_the_grid_ends_with_its_summary(tmp_path, uri, capsys):

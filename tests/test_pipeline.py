@@ -156,8 +156,13 @@ def test_tiny_profile_end_to_end(tiny_inline):
     shown = _dvc(repo, "metrics", "show", "--json").stdout
     metrics = json.loads(shown)
     files = next(iter(metrics.values()))["data"]
-    assert "reports/tiny/summary.json" in files and "metrics/tiny/fp-cifar10_convnet.json" in files
-    fp_metrics = files["metrics/tiny/fp-cifar10_convnet.json"]["data"]["seed0"]
+    # headline.json is the one DVC metric; the grids' summaries are plain outputs
+    assert set(files) == {"reports/tiny/headline.json"}
+    headline = json.loads((reports / "headline.json").read_text())
+    measured = {k: v for k, v in headline.items() if v is not None}  # one seed: no CI (null)
+    assert files["reports/tiny/headline.json"]["data"] == pytest.approx(measured)
+    grid = json.loads((repo / "metrics/tiny/fp-cifar10_convnet.json").read_text())
+    fp_metrics = grid["seed0"]
     baseline = results[(results["method"] == "fp") & (results["phase"] == "baseline")]
     assert fp_metrics["test_acc"] == pytest.approx(baseline.set_index("seed").loc[0, "test_acc"])
 
