@@ -11,6 +11,9 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 DEFINITIONS = ("mean_of_ratios", "ratio_of_means")
+# A gap (FP mean - Q mean) at or below this many points is no gap: equal means of accuracies
+# summed in another order differ by float rounding (about 1e-14), which made closures of 1e17 %.
+NO_GAP = 1e-6
 
 
 @dataclass(frozen=True)
@@ -124,9 +127,9 @@ def closure(fp: np.ndarray, q: np.ndarray, qs: np.ndarray, definition: str) -> f
     ok = np.isfinite(gain) & np.isfinite(gap)
     gain, gap = gain[ok], gap[ok]
     if definition == "mean_of_ratios":
-        pos = gap > 0
+        pos = gap > NO_GAP
         return float(np.mean(100.0 * gain[pos] / gap[pos])) if pos.any() else float("nan")
-    if gain.size == 0 or np.mean(gap) <= 0:
+    if gain.size == 0 or np.mean(gap) <= NO_GAP:
         return float("nan")
     return float(100.0 * np.mean(gain) / np.mean(gap))
 

@@ -38,6 +38,7 @@ from sinreq.report.results import (
     summary_key,
     with_defaults,
 )
+from sinreq.stats import NO_GAP
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -60,12 +61,13 @@ def gap_closure(fp: Any, q: Any, q_sinreq: Any) -> Any:
     ``100 (q_sinreq - q)/(fp - q)``.
 
     Works element-wise on floats, numpy arrays and pandas Series (the result has the type numpy
-    gives the arithmetic). Where ``fp == q`` there is no gap to close and the result is NaN.
+    gives the arithmetic). Where ``fp == q`` (within :data:`~sinreq.stats.NO_GAP`) there is no gap
+    to close and the result is NaN.
     """
     gain, gap = np.subtract(q_sinreq, q), np.subtract(fp, q)
     with np.errstate(divide="ignore", invalid="ignore"):
         out = 100.0 * np.divide(gain, gap)
-    no_gap = np.asarray(gap) == 0
+    no_gap = np.abs(np.asarray(gap)) <= NO_GAP
     if np.ndim(out) == 0:
         return math.nan if no_gap else float(out)
     out[no_gap] = math.nan
@@ -178,14 +180,16 @@ def summary(gap: pd.DataFrame) -> dict[str, dict[str, float | int]]:
     for key, method, arm in arm_groups(gap):
         rows = gap[(gap["method"] == method) & (gap["arm"] == arm)]
         rows = rows.dropna(subset=["fp_mean", "q_mean", "qs_mean"])
-        positive = rows[rows["gap"] > 0]
+        positive = rows[rows["gap"] > NO_GAP]
         mean_gain = float(rows["gain"].mean()) if len(rows) else math.nan
         mean_gap = float(rows["gap"].mean()) if len(rows) else math.nan
         out[key] = {
             "closure_mean_of_ratios": (
                 float(positive["closure_pct"].mean()) if len(positive) else math.nan
             ),
-            "closure_ratio_of_means": 100 * mean_gain / mean_gap if mean_gap > 0 else math.nan,
+            "closure_ratio_of_means": (
+                100 * mean_gain / mean_gap if mean_gap > NO_GAP else math.nan
+            ),
             "mean_gain_points": mean_gain,
             "mean_gap_points": mean_gap,
             "n_configs": len(rows),
