@@ -54,7 +54,8 @@ def _claim(claims: list[dict], method: str, bits: str, arm: str) -> dict:
     if arm == "fp":
         return next(c for c in claims if c["id"].endswith("/fp"))
     bits = f"{float(bits):g}"  # "2.0" in the CSV, "w2" in the id
-    return next(c for c in claims if f"/{method}_w{bits}" in c["id"] and c["id"].endswith(arm))
+    tail = "/" + arm.replace(" ", ",")  # "q+sinreq domain=latent" -> ".../q+sinreq,domain=latent"
+    return next(c for c in claims if f"/{method}_w{bits}" in c["id"] and c["id"].endswith(tail))
 
 
 @pytest.mark.parametrize("delta", [1.0, -1.0])
