@@ -99,7 +99,10 @@ def _references(args: argparse.Namespace) -> int:
 
     rule = {k: getattr(args, k) for k in ("k", "floor", "cap") if getattr(args, k) is not None}
     write = Path(args.write) if args.write else None
-    return references_command(Path(args.results), profile=args.profile, write=write, **rule)
+    reruns = [Path(p) for p in args.rerun or []]
+    return references_command(
+        Path(args.results), profile=args.profile, write=write, reruns=reruns, **rule
+    )
 
 
 def _leaderboard(args: argparse.Namespace) -> int:
@@ -222,7 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print, or --write into a reference file, one regression claim per "
         "configuration and arm of the study: the mean test accuracy of its final seeds, within "
         "clip(K * sd * sqrt(2 / n), FLOOR, CAP) points, sd = the arm's seed std over its n seeds "
-        "(defaults: K 3, FLOOR 0.5, CAP 0.9, see sinreq.report.claims).",
+        "(defaults: K 3, FLOOR 0.5, CAP 0.9, see sinreq.report.claims), or K * rerun_rms / "
+        "sqrt(n) where larger, from measured reruns (--rerun).",
     )
     references.add_argument("results", help="the study's committed results.csv")
     references.add_argument("--profile", help="the study's profile (default: the single "
@@ -235,6 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
         references.add_argument(
             f"--{option}", type=float, help=f"{option.upper()} of the rule (default: {default})"
         )
+    references.add_argument("--rerun", action="append", metavar="CSV", help="a measured rerun "
+                            "of the study's runs (benchmarks/rerun_runs.py): an arm's tolerance "
+                            "is at least K * (rms of its runs' moves) / sqrt(n); repeatable "
+                            "(default: none)")  # fmt: skip
     references.set_defaults(func=_references)
 
     board = sub.add_parser(

@@ -179,6 +179,41 @@ def test_tolerance_rule():
     assert reference_tolerance(0.10, 5) == (0.5, False)  # the floor
     assert reference_tolerance(1.9, 5) == (0.9, True)  # too chaotic: informational, at the cap
     assert reference_tolerance(float("nan"), 1) == (0.9, True)  # one seed: spread unknown
+    # a measured rerun: the band is 3 * rms / sqrt(n) where that is larger than the seed band
+    assert reference_tolerance(0.39, 5, rerun_rms=0.5) == (0.74, False)  # 0.67 < 0.74
+    assert reference_tolerance(0.10, 5, rerun_rms=0.6) == (0.8, False)  # 3 * 0.6 / sqrt(5)
+    assert reference_tolerance(0.10, 5, rerun_rms=0.7) == (0.9, True)  # 0.94: over the cap
+
+
+def test_a_measured_rerun_widens_an_arms_band(tmp_path, capsys):
+    """``sinreq references --rerun CSV``: an arm whose runs a rerun moved gets at least
+    3 * rms(moves) / sqrt(n) (rms by hand here), and the command line that re-records it names
+    the CSV; arms without rerun runs keep their seed band."""
+    from sinreq.cli import main
+
+    study = pd.read_csv(REPO / RESULTS)
+    q = study[(study["phase"] == "final") & (study["lambda"] == 0) & (study["method"] == "dorefa")]
+    q = q[q["bits"] == 4]  # seed band 0.40: the floor, 0.5, without the rerun
+    moves = [0.4, -0.3, 0.5, -0.6, 0.2][: len(q)]
+    rms = (sum(m * m for m in moves) / len(moves)) ** 0.5
+    pd.DataFrame({"run": q["path"], "diff": moves}).to_csv(tmp_path / "rerun.csv", index=False)
+    assert main(["references", str(REPO / RESULTS), "--rerun", str(tmp_path / "rerun.csv")]) == 0
+    out = capsys.readouterr().out
+    assert f"--rerun {tmp_path / 'rerun.csv'}" in out.splitlines()[1]
+    reference = tmp_path / "ref.yaml"
+    reference.write_text("claims:\n" + out)
+    claims = {c["id"]: c for c in load_reference(reference)}
+    moved = claims["fashion/cifar10_convnet/fashion_mnist/dorefa_w4a4_8bit/q"]
+    sd = q["test_acc"].std()
+    band = max(3 * sd * (2 / len(q)) ** 0.5, 3 * rms / len(q) ** 0.5)
+    assert moved["tolerance"] == round(min(max(band, 0.5), 0.9), 2) == 0.57
+    assert moved["informational"] == (band > 0.9)
+    assert f"rerun rms {rms:.2f} over {len(q)} runs" in moved["source"]
+    kept = claims["fashion/cifar10_convnet/fashion_mnist/dorefa_w3a3_8bit/q"]
+    assert "rerun" not in kept["source"]
+    (tmp_path / "bad.csv").write_text("run,acc\nx,1\n")
+    assert main(["references", str(REPO / RESULTS), "--rerun", str(tmp_path / "bad.csv")]) == 2
+    assert "allowed: a CSV of benchmarks/rerun_runs.py" in capsys.readouterr().err
 
 
 def test_references_command_rewrites_its_block_in_place(tmp_path, capsys):

@@ -25,6 +25,12 @@ mean over 5 seeds has a standard deviation of about 0.64 / sqrt(3 * 5) = 0.17 if
 0.1 point at least). An arm whose 3-sigma band exceeds the cap (or with a single seed, sd
 unknown) cannot tell a 1-point regression from a rerun: its claim is written ``informational``,
 at the cap. Every claim also records ``runs``: a lost run or arm FAILs.
+
+``--rerun CSV`` (``benchmarks/rerun_runs.py``: the study's runs trained again with another
+thread count) replaces the assumption by a measurement: an arm with at least two rerun runs
+gets a band of at least ``K * rerun_rms / sqrt(n)``, ``rerun_rms`` the root mean square of its
+runs' moves. At 2 bits single runs moved by up to 11 points (``reports/benchmark/ptq``), so no
+5-seed quantized arm there can bind; FP runs moved by 0.3 at most.
 """
 
 from __future__ import annotations
@@ -319,14 +325,38 @@ def reference_tolerance(
     k: float = REFERENCE_K,
     floor: float = REFERENCE_FLOOR,
     cap: float = REFERENCE_CAP,
+    rerun_rms: float = math.nan,
 ) -> tuple[float, bool]:
     """``(tolerance, informational)`` of an arm with seed standard deviation ``sd`` over ``n``
-    seeds: ``clip(k * sd * sqrt(2 / n), floor, cap)`` rounded to 0.01 point;
-    ``informational`` when the band exceeds ``cap`` or ``sd`` is unknown (``n < 2``)."""
+    seeds: ``clip(band, floor, cap)`` rounded to 0.01 point, ``band = k * sd * sqrt(2 / n)``, or
+    ``k * rerun_rms / sqrt(n)`` where larger: ``rerun_rms``, the root mean square of how far
+    a measured rerun on another thread count moved each of the arm's runs, is the machine noise
+    of one run (NaN: not measured). ``informational`` when the band exceeds ``cap`` or ``sd``
+    is unknown (``n < 2``)."""
     if n < 2 or not math.isfinite(sd):
         return cap, True
     band = k * sd * math.sqrt(2 / n)
+    if math.isfinite(rerun_rms):
+        band = max(band, k * rerun_rms / math.sqrt(n))
     return round(min(max(band, floor), cap), 2), band > cap
+
+
+def rerun_moves(reruns: list[Path]) -> dict[str, float]:
+    """Run folder -> how far a measured rerun moved its test accuracy (points), from the CSVs
+    of ``benchmarks/rerun_runs.py`` (columns ``run`` and ``diff``)."""
+    import pandas as pd
+
+    moves: dict[str, float] = {}
+    for path in reruns:
+        try:
+            table_ = pd.read_csv(path)
+        except (OSError, ValueError) as err:
+            raise ValueError(f"--rerun {path}: {err}") from None
+        if not {"run", "diff"} <= set(table_.columns):
+            raise ValueError(f"--rerun {path}: allowed: a CSV of benchmarks/rerun_runs.py "
+                             "(columns run, diff)")  # fmt: skip
+        moves |= dict(zip(table_["run"], table_["diff"].astype(float), strict=True))
+    return moves
 
 
 def _plain(value: Any) -> Any:
@@ -356,6 +386,7 @@ def study_references(
     k: float = REFERENCE_K,
     floor: float = REFERENCE_FLOOR,
     cap: float = REFERENCE_CAP,
+    moves: dict[str, float] | None = None,
 ) -> list[dict[str, Any]]:
     """Regression claims (validated :class:`Claim` mappings) protecting the study ``profile``
     of ``results``: one per (model, dataset, width) for FP (``fp_test_acc``) and one per
@@ -363,7 +394,9 @@ def study_references(
     (``test_acc`` selected by configuration and ``arm``, and by ``lambda`` when an arm's final
     runs have several): the mean test accuracy of the runs ``sinreq check`` averages
     (:func:`~sinreq.report.results.reported_runs`), ``runs`` their number, the tolerance by
-    :func:`reference_tolerance` from their spread over seeds. ``source`` names the results."""
+    :func:`reference_tolerance` from their spread over seeds and, for arms with runs in
+    ``moves`` (:func:`rerun_moves`; at least two), the measured rerun noise. ``source`` names
+    the results."""
     df = with_defaults(results)
     if df["profile"].notna().any():
         df = df[df["profile"] == profile]
@@ -389,7 +422,9 @@ def study_references(
         key = {column: _plain(value) for column, value in key.items()}
         acc, n = runs["test_acc"], len(runs)
         sd = float(acc.std()) if n > 1 else math.nan
-        tolerance, informational = reference_tolerance(sd, n, k, floor, cap)
+        moved = [moves[p] for p in runs["path"] if p in (moves or {})]
+        rms = math.sqrt(sum(d * d for d in moved) / len(moved)) if len(moved) > 1 else math.nan
+        tolerance, informational = reference_tolerance(sd, n, k, floor, cap, rms)
         arm = key.get("arm", "fp")
         where = f"{profile}/{key['model']}/{key['dataset']}"
         if arm == "fp":
@@ -405,6 +440,8 @@ def study_references(
         if "lambda" in key:
             name += f",lambda={key['lambda']:g}"
         seed_sd = f"seed std {sd:.2f}" if math.isfinite(sd) else "a single seed: spread unknown"
+        if math.isfinite(rms):
+            seed_sd += f"; rerun rms {rms:.2f} over {len(moved)} runs"
         claim = {
             "id": name,
             "kind": "regression",
@@ -455,8 +492,9 @@ def references_yaml(
         begin,
         f"  # Re-record: {command}",
         "  # expected: mean test top-1 of the arm's final runs (n = runs); sd: their seed std;",
-        f"  # tolerance = clip({rule[0]:g} * sd * sqrt(2 / n), {rule[1]:g}, {rule[2]:g}) points "
-        "(see the header).",
+        f"  # tolerance = clip({rule[0]:g} * sd * sqrt(2 / n), {rule[1]:g}, {rule[2]:g}) points, "
+        f"or {rule[0]:g} * rerun_rms / sqrt(n)",
+        "  # where larger (an arm with a measured rerun: its source says so; see the header).",
     ]
     keys = ("id", "kind", "description", "source", "metric", "select", "expected", "tolerance")
     for claim in claims:
@@ -466,7 +504,7 @@ def references_yaml(
         scope = {k: v for k, v in claim["scope"].items() if v is not None}
         lines.append(f"    scope: {flow(scope)}")
         if claim["informational"]:
-            lines.append("    informational: true  # its seed spread is too wide to catch 1 point")
+            lines.append("    informational: true  # its spread is too wide to catch 1 point")
     lines.append(end)
     return "\n".join(lines) + "\n"
 
@@ -513,6 +551,7 @@ def references_command(
     k: float = REFERENCE_K,
     floor: float = REFERENCE_FLOOR,
     cap: float = REFERENCE_CAP,
+    reruns: list[Path] | None = None,
 ) -> int:
     """Print the regression references of the study in ``results`` (:func:`study_references`)
     as reference-file entries, or, with ``write``, put them into that reference file (replacing
@@ -524,12 +563,14 @@ def references_command(
     profile = profile or _results_profile(table_)
     if profile is None:
         raise ValueError(f"{results}: no single profile recorded; pass --profile")
-    claims = study_references(table_, profile, f"{results} via sinreq references", k, floor, cap)
+    moves = rerun_moves(reruns or [])
+    source = f"{results} via sinreq references"
+    claims = study_references(table_, profile, source, k, floor, cap, moves)
     rule = (
         ""
         if (k, floor, cap) == (REFERENCE_K, REFERENCE_FLOOR, REFERENCE_CAP)
         else (f" --k {k:g} --floor {floor:g} --cap {cap:g}")
-    )
+    ) + "".join(f" --rerun {path}" for path in reruns or [])
     command = f"sinreq references {results} --profile {profile}{rule}" + (
         f" --write {write}" if write else ""
     )
