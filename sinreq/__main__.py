@@ -1,5 +1,3 @@
-import sys
+from sinreq.cli import run
 
-from sinreq.cli import main
-
-sys.exit(main())
+run()

@@ -33,12 +33,14 @@ def folder(name: str, root: Path) -> Path:
 def expected_checksums(name: str) -> dict[str, str]:
     """File name -> published MD5 of every file that the reader of ``name`` opens (empty for
     digits and ImageNet)."""
-    from torchvision.datasets import CIFAR10, SVHN
-
     if name == "cifar10":  # the five training batches, the test batch and the label names
+        from torchvision.datasets import CIFAR10  # only here: torchvision takes 0.4-2 s to import
+
         meta = [(CIFAR10.meta["filename"], CIFAR10.meta["md5"])]
         return dict(CIFAR10.train_list + CIFAR10.test_list + meta)
     if name == "svhn":
+        from torchvision.datasets import SVHN
+
         return {SVHN.split_list[split][1]: SVHN.split_list[split][2] for split in SVHN_SPLITS}
     if name == "fashion_mnist":
         return dict(_FASHION_MD5)
