@@ -64,6 +64,43 @@ def grid_stats(model: nn.Module, domain: str) -> dict[str, dict[str, float]]:
     }
 
 
+class OscillationCounter:
+    """Oscillations of the quantized weights (Nagel et al., ICML 2022, arXiv 2203.11086): a weight
+    oscillates at a step when its integer level changes in the direction opposite to its previous
+    change. Counted per layer over one epoch, from the levels at :meth:`start` (so an epoch
+    resumed from its checkpoint counts the same); :meth:`per_weight` is count / weights."""
+
+    def __init__(self, model: nn.Module, domain: str) -> None:
+        self.model, self.domain = model, domain
+        self.start()
+
+    @torch.no_grad()
+    def _levels(self) -> dict[str, torch.Tensor]:
+        return {
+            name: torch.round((g.nearest() + g.shift) / g.step)
+            for name, _, g in layer_grids(self.model, self.domain)
+        }
+
+    def start(self) -> None:
+        """Begin an epoch: no change seen yet, no oscillation counted."""
+        self.level = self._levels()
+        self.direction = {name: torch.zeros_like(v) for name, v in self.level.items()}
+        self.count = {name: torch.zeros((), device=v.device) for name, v in self.level.items()}
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """After an optimizer step: count the weights whose level moved against its last move."""
+        for name, level in self._levels().items():
+            change = torch.sign(level - self.level[name])
+            self.count[name] += ((change != 0) & (change == -self.direction[name])).sum()
+            self.direction[name] = torch.where(change != 0, change, self.direction[name])
+            self.level[name] = level
+
+    def per_weight(self) -> dict[str, float]:
+        """``{layer: oscillations per weight}`` since :meth:`start`."""
+        return {name: self.count[name].item() / v.numel() for name, v in self.level.items()}
+
+
 def plot_weights(model: nn.Module, path: Path, title: str) -> None:
     """Histogram of the quantized layers' weights in their grid's coordinates (normalized
     domain) with the levels drawn as vertical lines; one panel per (quantizer, bits) group."""

@@ -66,7 +66,7 @@ from sinreq.config import (
 )
 from sinreq.evaluation import evaluate, recalibrate_batchnorm
 from sinreq.interrupts import deferred, interruptible
-from sinreq.mechanism import grid_stats, plot_weights, snapped_weights
+from sinreq.mechanism import OscillationCounter, grid_stats, plot_weights, snapped_weights
 from sinreq.models.pretrained import torchvision_state
 from sinreq.ptq import accuracy_curve, float_weights
 from sinreq.quant import layer_table, quantize_model
@@ -120,6 +120,7 @@ class Run:
     mlflow_run_id: str | None = None
     classes: int = 0  # of the dataset: what chance level means
     collapse: str | None = None  # why the run collapsed (see collapse_reason), None if it did not
+    oscillations: dict[str, float] = field(default_factory=dict)  # per layer, the last epoch
 
 
 def _initial_state(cfg: TrainConfig, num_classes: int) -> dict[str, torch.Tensor]:
@@ -246,6 +247,7 @@ def _resume(run: Run, ckpt: dict[str, Any]) -> None:
     run.start_epoch, run.history = ckpt["epoch"], ckpt["history"]
     run.mlflow_run_id = ckpt["mlflow_run_id"]
     run.collapse = ckpt.get("collapse")  # absent from checkpoints written before the guard
+    run.oscillations = ckpt.get("oscillations", {})  # ... and before the counter
 
 
 def _checkpoint(run: Run, epochs_done: int) -> dict[str, Any]:
@@ -259,6 +261,7 @@ def _checkpoint(run: Run, epochs_done: int) -> dict[str, Any]:
         "mlflow_run_id": run.mlflow_run_id,
         "config": result_config(run.cfg),
         "collapse": run.collapse,
+        "oscillations": run.oscillations,
     }
 
 
@@ -512,6 +515,7 @@ def train_epoch(run: Run, epoch: int) -> dict[str, float]:
         loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not sys.stderr.isatty()
     )
     steps = min(len(loader), cfg.max_steps or len(loader))
+    counter = OscillationCounter(run.model, cfg.regularizer.domain)  # no layers at fp: a no-op
     for i, (x, y) in enumerate(itertools.islice(batches, steps)):
         x, y = x.to(run.device, non_blocking=True), y.to(run.device, non_blocking=True)
         x = x.contiguous(memory_format=run.layout)
@@ -528,6 +532,7 @@ def train_epoch(run: Run, epoch: int) -> dict[str, float]:
         except TrainingError as err:
             what = f"training diverged at epoch {epoch + 1}, batch {i + 1}: {err}"
             raise CollapseError(_collapse_message(run, what, can_continue=False)) from None
+        counter.step()
         ce_sum += ce * y.numel()
         if reg is not None:
             reg_sum += reg * y.numel()
@@ -540,6 +545,7 @@ def train_epoch(run: Run, epoch: int) -> dict[str, float]:
         [ce_sum, reg_sum, correct, seen], run.device
     )
     lam = run.regularizer.lambda_at(epoch) if run.regularizer else 0.0
+    run.oscillations = counter.per_weight()
     return {
         "train_ce": float(ce_sum / seen),
         "train_reg": float(reg_sum / seen),
@@ -599,9 +605,12 @@ def _final_metrics(run: Run) -> dict[str, Any]:
         metrics["collapse"] = run.collapse
     if cfg.quant.name != "fp":
         layers = grid_stats(run.model, cfg.regularizer.domain)
+        for name, per_weight in run.oscillations.items():
+            layers[name]["oscillations"] = per_weight
         at_bits = [v for v in layers.values() if v["bits"] < 8] or list(layers.values())
-        metrics["near_level_frac"] = sum(v["near_level_frac"] for v in at_bits) / len(at_bits)
-        metrics["sin2"] = sum(v["sin2"] for v in at_bits) / len(at_bits)
+        for key in ("near_level_frac", "sin2", "oscillations"):
+            if all(key in v for v in at_bits):
+                metrics[key] = sum(v[key] for v in at_bits) / len(at_bits)
         metrics["layers"] = layers
         with snapped_weights(run.model, cfg.regularizer.domain):
             metrics["hard_round_test_acc"] = test_acc()

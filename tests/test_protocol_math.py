@@ -402,3 +402,56 @@ def test_bootstrap_closure_interval_is_not_symmetric_about_the_point():
     fp, q, qs = _skewed_example()
     point, lo, hi = bootstrap_closure(fp, q, qs, "ratio_of_means", n_resamples=2000, seed=0)
     assert hi - point > 1.5 * (point - lo)
+
+
+# ------------------------------------------------------------------------------------------------
+# Oscillations (Nagel et al. 2022): a level move against the weight's previous move
+
+
+def _wrpn3_layer() -> nn.Module:
+    """One WRPN 3-bit linear layer of three weights: levels j/3, j = -3..3, on the raw weight."""
+    from sinreq.quant import quantize_model
+
+    return quantize_model(nn.Sequential(nn.Linear(3, 1, bias=False)), "wrpn", 3,
+                          first_last="quantize")  # fmt: skip
+
+
+def _set_levels(model: nn.Module, levels: list[int]) -> None:
+    with torch.no_grad():  # 0.05 off the level: 0.15 of a step, far from a rounding tie
+        model[0].weight.copy_(torch.tensor([[j / 3 + 0.05 for j in levels]]))
+
+
+def test_oscillation_counter_counts_moves_against_the_previous_move():
+    from sinreq.mechanism import OscillationCounter
+
+    # Per weight, its level after each step (the first column: the epoch's start).
+    # w0: +1, -1 (osc), +1 (osc), 0, +1 (same way), -1 (osc)  -> 3
+    # w1: never moves                                          -> 0
+    # w2: -1, -1, -1, +1 (osc), -1 (osc), 0                    -> 2
+    trajectory = [[0, 0, 0], [1, 0, -1], [0, 0, -2], [1, 0, -3], [1, 0, -2], [2, 0, -3],
+                  [1, 0, -3]]  # fmt: skip
+    model = _wrpn3_layer()
+    _set_levels(model, trajectory[0])
+    counter = OscillationCounter(model, "normalized")
+    for levels in trajectory[1:]:
+        _set_levels(model, levels)
+        counter.step()
+    assert counter.per_weight() == {"0": pytest.approx(5 / 3, abs=1e-12)}
+
+
+def test_oscillation_counter_forgets_the_previous_epoch_at_start():
+    """A move opposite to the last move of the previous epoch is not an oscillation of this one
+    (so an epoch resumed from its checkpoint counts the same)."""
+    from sinreq.mechanism import OscillationCounter
+
+    model = _wrpn3_layer()
+    _set_levels(model, [0, 0, 0])
+    counter = OscillationCounter(model, "normalized")
+    _set_levels(model, [1, 1, 1])
+    counter.step()
+    counter.start()
+    _set_levels(model, [0, 0, 0])  # against the previous epoch's move
+    counter.step()
+    _set_levels(model, [1, 0, 0])  # against this epoch's move: one oscillation
+    counter.step()
+    assert counter.per_weight() == {"0": pytest.approx(1 / 3, abs=1e-12)}

@@ -337,6 +337,27 @@ def test_mechanism_kurtosis_of_the_latent_weights_against_scipy(tmp_path):
     assert expected > 5  # cubed normals: heavy tails, far from KURE's 1.8
 
 
+def test_mechanism_oscillations_are_the_layers_values_averaged_over_seeds(tmp_path):
+    """Oscillations per weight come from each run's metrics.json (the training loop counts them);
+    runs made before the counter have none: the table shows NaN, not 0."""
+    for seed, value in ((0, 0.25), (1, 0.5)):
+        state, layers = quantized_state("dorefa", 3, seed)
+        run = write_run(tmp_path / "new", f"q{seed}", method="dorefa", bits=3, seed=seed,
+                        test_acc=80.0, state=state, layers=layers)  # fmt: skip
+        metrics = json.loads((run / "metrics.json").read_text())
+        metrics["layers"] = {"3": {"bits": 3, "near_level_frac": 0.2, "sin2": 0.5,
+                                   "oscillations": value}}  # fmt: skip
+        (run / "metrics.json").write_text(json.dumps(metrics))
+    table = mechanism_table(collect_results([tmp_path / "new"]))
+    assert table["oscillations"].tolist() == [0.375]
+    old = write_run(tmp_path / "old", "q0", method="dorefa", bits=3, seed=0, test_acc=80.0,
+                    state=state, layers=layers)  # fmt: skip
+    metrics = json.loads((old / "metrics.json").read_text())
+    metrics["layers"] = {"3": {"bits": 3, "near_level_frac": 0.2, "sin2": 0.5}}
+    (old / "metrics.json").write_text(json.dumps(metrics))
+    assert np.isnan(mechanism_table(collect_results([tmp_path / "old"]))["oscillations"].iloc[0])
+
+
 # ---------------------------------------------------------------------------------------------
 # collect_results
 

@@ -108,6 +108,11 @@ def test_issue_command_writes_metrics_and_mlflow_run(tmp_path, capsys):
     assert 0 <= metrics["near_level_frac"] <= 1
     assert not {"best_test_acc", "test_acc_at_best_val"} & set(metrics)  # no selection on test
     assert {r["bits"] for r in metrics["layers"].values()} == {3, 8}
+    # oscillations per weight in the last epoch: every layer has them; the run's is the mean of
+    # the 3-bit layers' (as near_level_frac and sin2 are)
+    osc = {name: r["oscillations"] for name, r in metrics["layers"].items() if r["bits"] == 3}
+    assert len(osc) == 3 and all(v >= 0 for v in osc.values())
+    assert metrics["oscillations"] == pytest.approx(sum(osc.values()) / 3, rel=1e-12)
     config = json.loads((out / "config.json").read_text())
     assert (
         config["regularizer"]["lambda"] == 1.0

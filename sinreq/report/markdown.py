@@ -243,8 +243,8 @@ def _selection_section(selection: pd.DataFrame) -> list[str]:
 
 
 def _mechanism_section(mechanism: pd.DataFrame) -> list[str]:
-    """Per layer, Q beside each regularized arm: share of weights near a level, mean sin^2 and
-    kurtosis."""
+    """Per layer, Q beside each regularized arm: share of weights near a level, mean sin^2,
+    oscillations per weight and kurtosis."""
     title = ["## Mechanism: did the regularizer pull the weights onto the grid?", ""]
     if mechanism.empty:
         return [*title, "Not measured.", ""]
@@ -258,6 +258,7 @@ def _mechanism_section(mechanism: pd.DataFrame) -> list[str]:
             "runs": str(r["n"]),
             "weights within 0.1 step of a level (%)": fmt(100 * r["near_level_frac"], ".1f"),
             "mean sin^2": fmt(r["sin2"], ".3f"),
+            "oscillations per weight, last epoch": fmt(r.get("oscillations", math.nan), ".3f"),
             "kurtosis": fmt(r.get("kurtosis", math.nan), ".2f"),
         }
         for _, r in mechanism.iterrows()
@@ -265,8 +266,10 @@ def _mechanism_section(mechanism: pd.DataFrame) -> list[str]:
     return [
         *title,
         "Each layer at the run's bit width, end of training, mean over final seeds. Uniformly "
-        "spread weights give 20 % and 0.5; weights on the levels give 100 % and 0. Kurtosis of "
-        "the latent weights (KURE's statistic): 1.8 uniform, 3 Gaussian.",
+        "spread weights give 20 % and 0.5; weights on the levels give 100 % and 0. Oscillations: "
+        "steps at which a weight's quantized level moved against its previous move (Nagel et al. "
+        "2022), per weight, over the last epoch (- for runs made before they were counted). "
+        "Kurtosis of the latent weights (KURE's statistic): 1.8 uniform, 3 Gaussian.",
         "",
         table(rows, markdown=True),
         "",

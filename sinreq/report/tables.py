@@ -277,9 +277,10 @@ def lambda_selection(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def _layer_rows(run: pd.Series) -> dict[str, dict[str, float]]:
-    """``{layer: {near_level_frac, sin2, kurtosis}}`` of ``run`` at its bit width, from its
-    ``metrics.json`` and the latent weights in its checkpoint (kurtosis: KURE's statistic, 1.8
-    uniform, 3 Gaussian); the run-level means as layer ``all`` when it has no per-layer numbers."""
+    """``{layer: {near_level_frac, sin2, oscillations, kurtosis}}`` of ``run`` at its bit width,
+    from its ``metrics.json`` (oscillations: runs made before the counter have none) and the
+    latent weights in its checkpoint (kurtosis: KURE's statistic, 1.8 uniform, 3 Gaussian); the
+    run-level means as layer ``all`` when it has no per-layer numbers."""
     folder = Path(run["path"]) if "path" in run else None
     metrics = read_object(folder / "metrics.json") if folder else {}
     layers = metrics.get("layers") or {}
@@ -310,10 +311,11 @@ def _kurtosis(weight: Any) -> float:
 def mechanism_table(results: pd.DataFrame) -> pd.DataFrame:
     """Per configuration, arm and layer at the run's bit width, at the end of training (means
     over seeds): the fraction of weights near a level, the mean sin^2 (0 on the levels, 1/2 for
-    weights spread evenly) and the latent weights' kurtosis: did the regularizer pull at all?"""
+    weights spread evenly), oscillations per weight in the last epoch and the latent weights'
+    kurtosis: did the regularizer pull at all, and did the weights settle?"""
     import pandas as pd
 
-    measures = ["near_level_frac", "sin2", "kurtosis"]
+    measures = ["near_level_frac", "sin2", "oscillations", "kurtosis"]
     df = reported_runs(with_defaults(results))
     rows = [
         {**{k: run[k] for k in (*CONFIG_KEYS, "arm", "lambda")}, "layer": name}
