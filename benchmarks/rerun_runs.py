@@ -68,12 +68,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch, args.out.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["run", "test_acc_recorded", "test_acc_rerun", "diff"])
-        if args.from_results:
-            for run, old, new in matched(*args.from_results):
-                writer.writerow([run, old, new, round(new - old, 4)])
-        for folder in args.runs:
-            old, new = rerun(folder, Path(scratch))
-            writer.writerow([str(folder), old, new, round(new - old, 4)])
+        pairs = (
+            matched(*args.from_results)
+            if args.from_results
+            else ((str(folder), *rerun(folder, Path(scratch))) for folder in args.runs)
+        )
+        for run, old, new in pairs:
+            writer.writerow([run, old, new, round(new - old, 4)])
             f.flush()
 
 
