@@ -241,7 +241,7 @@ def grid_summary(
     its verdict is uncorrected, the report applies Holm)."""
     import numpy as np
 
-    from sinreq.stats import paired_difference, verdicts
+    from sinreq.stats import paired_difference, verdict
 
     def by_seed(measured: list[tuple[TrainConfig, dict[str, Any]]]) -> list[float]:
         return [m["test_acc"] for _, m in sorted(measured, key=lambda r: r[0].seed)]
@@ -259,5 +259,5 @@ def grid_summary(
         metrics |= {f"lambda_chosen_{arm}": lam, f"gain_mean_{arm}": gain.mean}
         metrics |= {f"gain_p_{arm}": gain.p, f"gain_ci_low_{arm}": gain.ci_low}
         metrics[f"gain_ci_high_{arm}"] = gain.ci_high
-        tags[f"verdict_uncorrected_{arm}"] = verdicts([gain])[0]  # Holm over one test: plain p
+        tags[f"verdict_uncorrected_{arm}"] = verdict(gain, gain.p < 0.05)
     return metrics, tags

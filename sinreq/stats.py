@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
-from statsmodels.stats.multitest import multipletests
 
 DEFINITIONS = ("mean_of_ratios", "ratio_of_means")
 # A gap (FP mean - Q mean) at or below this many points is no gap: equal means of accuracies
@@ -62,6 +61,9 @@ def paired_difference(q: Sequence[float], qs: Sequence[float], alpha: float = 0.
 
 def holm(pvalues: Sequence[float], alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
     """Holm step-down adjusted p-values and reject flags; NaN p stay NaN and leave the family."""
+    # imported here: a training process's grid summary needs no correction (0.3 s a process)
+    from statsmodels.stats.multitest import multipletests
+
     p = np.asarray(pvalues, dtype=float)
     adjusted = np.full(p.shape, np.nan)
     reject = np.zeros(p.shape, dtype=bool)
@@ -72,20 +74,19 @@ def holm(pvalues: Sequence[float], alpha: float = 0.05) -> tuple[np.ndarray, np.
     return adjusted, reject
 
 
+def verdict(r: PairedResult, reject: bool) -> str:
+    """gain / harm (``reject``-ed null, by the sign of the mean) / no difference / untested."""
+    if r.n < 2:
+        return "untested"
+    if reject and r.mean != 0:
+        return "gain" if r.mean > 0 else "harm"
+    return "no difference"
+
+
 def verdicts(results: list[PairedResult], alpha: float = 0.05) -> list[str]:
     """Per-config verdict after Holm over the family: gain / harm / no difference / untested."""
     _, reject = holm([r.p if r.n >= 2 else np.nan for r in results], alpha)
-    out = []
-    for r, rej in zip(results, reject, strict=True):
-        if r.n < 2:
-            out.append("untested")
-        elif rej and r.mean > 0:
-            out.append("gain")
-        elif rej and r.mean < 0:
-            out.append("harm")
-        else:
-            out.append("no difference")
-    return out
+    return [verdict(r, bool(rej)) for r, rej in zip(results, reject, strict=True)]
 
 
 def pooled_test(diffs: np.ndarray, alpha: float = 0.05) -> PairedResult:

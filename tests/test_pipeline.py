@@ -69,9 +69,9 @@ def test_default_profile_resolves_to_the_promised_grid():
     fp = [cmd for name, cmd in stages.items() if name.startswith("fp@")]
     models = {cmd.split("--model ")[1].split()[0] for cmd in quant}
     assert len(models) >= 2 and len(fp) == len(models)
-    assert len(quant) == len(models) * 2 * 3
+    assert len(quant) == len(models) * 2 * 2  # 3 and 4 bits: 5 would add 4 processes (50 s)
     for method in ("dorefa", "wrpn"):
-        for bits in (3, 4, 5):
+        for bits in (3, 4):
             assert sum(f"--quant.name {method} --quant.bits {bits} " in c for c in quant) == len(
                 models
             )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -42,3 +43,25 @@ def test_cifar10_checksums_still_come_from_torchvision():
     sums = expected_checksums("cifar10")
     assert sums["data_batch_1"] == dict(CIFAR10.train_list)["data_batch_1"]
     assert sums["batches.meta"] == CIFAR10.meta["md5"] and len(sums) == 7
+
+
+def test_then_runs_the_next_command_in_this_process_only_after_success(monkeypatch):
+    calls = []
+    codes = {"a": 0, "b": 2, "c": 0}
+    monkeypatch.setattr(cli, "_main", lambda argv: calls.append(argv) or codes[argv[0]])
+    assert cli.main(["a", "-x", "1", "--then", "c", "--then", "b", "--then", "a"]) == 2
+    assert calls == [["a", "-x", "1"], ["c"], ["b"]]  # stopped at b's error, exit code b's
+    calls.clear()
+    assert cli.main(["a", "--then", "c"]) == 0 and calls == [["a"], ["c"]]
+
+
+def test_each_training_stage_is_one_process():
+    """The FP stage's baseline and its continuation share a process (6 s of imports saved)."""
+    import yaml
+
+    dvc_yaml = Path(__file__).resolve().parents[1] / "dvc.yaml"
+    stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
+    for name in ("fp", "quant"):
+        cmd = stages[name]["cmd"]
+        assert cmd.count("sinreq ") == 1 and "&&" not in cmd, name
+    assert stages["fp"]["cmd"].count("--then train ") == 1

@@ -717,3 +717,13 @@ def test_committed_fashion_study_follows_the_protocol():
             assert (runs["lambda"] == lam).sum() >= 5
     fp = results[(results["method"] == "fp") & (results["phase"] == "final")]
     assert len(fp) >= 5 and 85.0 <= fp["test_acc"].mean() <= 95.0
+
+
+def test_a_config_label_has_integer_bits_when_its_column_holds_floats():
+    """A table whose act_bits column mixes weights-only rows (NaN) with W=A rows stores floats:
+    the label must still read ``a3``, not ``a3.0`` (the default report's mechanism table did)."""
+    from sinreq.report.text import config_label
+
+    frame = pd.DataFrame({"method": ["dorefa", "dorefa"], "bits": [3.0, 4.0],
+                          "act_bits": [3.0, float("nan")]})  # fmt: skip
+    assert [config_label(r) for _, r in frame.iterrows()] == ["dorefa w3a3", "dorefa w4"]

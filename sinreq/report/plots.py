@@ -468,7 +468,8 @@ def plot_mechanism(mechanism: pd.DataFrame, path: Path, results: pd.DataFrame | 
         ax.set_xticks(range(len(layers)))
         ax.set_xticklabels(
             [names.get((str(config["model"]), la), "all (run mean)" if la == "all" else la)
-             for la in layers], fontsize=7,
+             for la in layers], fontsize=7 if len(layers) <= 6 else 6,
+            rotation=0 if len(layers) <= 6 else 90,  # ResNet-20's 19 names side by side overlap
         )  # fmt: skip
         ax.set_title(config_name(config, models), fontsize=9)
         ax.set_ylim(0, min(100.0, top * 1.15) if top < 87 else 100.0)

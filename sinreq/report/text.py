@@ -47,10 +47,11 @@ def config_label(row: pd.Series) -> str:
     """``dorefa w3``, ``dorefa w3a4``, or with a per-layer assignment ``wrpn w2 [0=3,3=2]``."""
     import pandas as pd
 
-    act = "" if pd.isna(row["act_bits"]) else f"a{row['act_bits']}"
+    # int(): a column with a NaN (weights-only rows) holds floats, and "a3.0" is no label
+    act = "" if pd.isna(row["act_bits"]) else f"a{int(row['act_bits'])}"
     layers = row.get("layer_bits")
     mixed = f" [{layers}]" if isinstance(layers, str) and layers else ""
-    return f"{row['method']} w{row['bits']}{act}{mixed}"
+    return f"{row['method']} w{int(row['bits'])}{act}{mixed}"
 
 
 def table(rows: list[dict[str, Any]], markdown: bool = False) -> str:
