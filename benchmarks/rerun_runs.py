@@ -65,14 +65,26 @@ def main() -> None:
     args = parser.parse_args()
     if bool(args.runs) == bool(args.from_results):
         parser.error("give either run folders or --from-results RECORDED RERUN")
+    # checked before the CSV is opened: a bad argument leaves nothing written
+    missing = [str(p) for p in args.from_results or [] if not p.is_file()]
+    missing += [str(f) for f in args.runs if not (f / "config.json").is_file()]
+    if missing:
+        parser.error(
+            f"not found: {', '.join(missing)} (allowed: finished run folders, with config.json, "
+            "or two results.csv files after --from-results)"
+        )
+    joined: list[tuple[str, float, float]] = []
+    if args.from_results:
+        try:
+            joined = matched(*args.from_results)
+        except KeyError as err:
+            parser.error(f"--from-results: no column {err} (allowed: reports' results.csv)")
+        except ValueError as err:  # a test_acc that is not a number
+            parser.error(f"--from-results: {err} (allowed: reports' results.csv)")
     with tempfile.TemporaryDirectory() as scratch, args.out.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["run", "test_acc_recorded", "test_acc_rerun", "diff"])
-        pairs = (
-            matched(*args.from_results)
-            if args.from_results
-            else ((str(folder), *rerun(folder, Path(scratch))) for folder in args.runs)
-        )
+        pairs = joined or ((str(folder), *rerun(folder, Path(scratch))) for folder in args.runs)
         for run, old, new in pairs:
             writer.writerow([run, old, new, round(new - old, 4)])
             f.flush()

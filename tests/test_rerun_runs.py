@@ -65,6 +65,26 @@ def test_runs_and_from_results_are_exclusive(args, tmp_path):
     assert not out.exists()
 
 
+def test_a_missing_input_is_named_and_nothing_is_written(tmp_path):
+    recorded = _results(tmp_path / "recorded.csv", [("runs/p/fp/a", "baseline", "90.0", "fp")])
+    out = tmp_path / "moves.csv"
+    done = _script("--from-results", str(recorded), str(tmp_path / "gone.csv"), "--out", str(out))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"not found: {tmp_path / 'gone.csv'}" in done.stderr
+    done = _script(str(tmp_path / "no_run"), "--out", str(out))
+    assert done.returncode == 2 and f"not found: {tmp_path / 'no_run'}" in done.stderr
+    assert not out.exists()
+
+
+def test_a_csv_without_the_columns_is_one_error(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("run,acc\nx,1\n")
+    out = tmp_path / "moves.csv"
+    done = _script("--from-results", str(bad), str(bad), "--out", str(out))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "no column 'phase'" in done.stderr and not out.exists()
+
+
 RERUNS = sorted((REPO / "reports" / "benchmark").glob("*/rerun_*.csv"))
 
 
