@@ -16,6 +16,9 @@ import os
 import sys
 from pathlib import Path
 
+# Separates two commands run one after the other in one process (see main).
+THEN = "--then"
+
 # Top-level modules of the study extra's packages: a missing one means "install the extra".
 STUDY_MODULES = frozenset(
     {
@@ -284,9 +287,6 @@ def build_parser() -> argparse.ArgumentParser:
                     "command, start nothing (default: off)")  # fmt: skip
     ui.set_defaults(func=_ui)
     return parser
-
-
-THEN = "--then"
 
 
 def main(argv: list[str] | None = None) -> int:
