@@ -84,7 +84,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch, args.out.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["run", "test_acc_recorded", "test_acc_rerun", "diff"])
-        pairs = joined or ((str(folder), *rerun(folder, Path(scratch))) for folder in args.runs)
+        pairs = (
+            joined
+            if args.from_results  # an empty join writes the header only
+            else ((str(folder), *rerun(folder, Path(scratch))) for folder in args.runs)
+        )
         for run, old, new in pairs:
             writer.writerow([run, old, new, round(new - old, 4)])
             f.flush()
