@@ -38,6 +38,7 @@ NON_RESULT_FIELDS = {
     "phase",
     "parent_run_id",
     "on_collapse",  # what happens after a collapse, not the numbers up to it (sinreq.train)
+    "plot_weights",
 }
 
 
@@ -236,6 +237,11 @@ class TrainConfig(BaseModel):
     compile: bool = Field(False, description="torch.compile the model (pays off on long runs)")
     amp: bool = Field(True, description="bf16 autocast on CUDA (quantizers stay FP32)")
     workers: int = Field(0, ge=0, description="data-loader worker processes")
+    plot_weights: bool = Field(
+        True,
+        description="draw weights.png, the quantized layers' weight histograms (about 0.15 s "
+        "a run; the report draws its own)",
+    )
     profile: str | None = Field(None, description="pipeline profile (recorded as a tag)")
     stage: str | None = Field(None, description="pipeline stage (recorded as a tag)")
     parent_run_id: str | None = Field(None, description="MLflow run this run is a child of")

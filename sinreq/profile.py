@@ -82,6 +82,12 @@ class Network(BaseModel):
             if nested:
                 problems.append(f"{name}.{nested[0]}: set it in the profile's {nested[0]} block")
                 continue
+            # DVC unpacks a recipe into flags and writes a boolean only when true (--key)
+            dropped = sorted(key for key, value in recipe.items() if value is False)
+            if dropped:
+                problems.append(
+                    f"{name}.{dropped[0]}: false is dropped by DVC's flag unpacking; write 'false'"
+                )
             try:
                 TrainConfig.model_validate(
                     {"model": self.model, "dataset": self.dataset, "out": "x", **recipe}

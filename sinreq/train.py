@@ -12,7 +12,8 @@ uninterrupted run; a finished run returns at once. The test split is read once, 
 
 ``OUT`` ends up holding ``config.json`` (the resolved configuration, git commit, package
 versions), ``layers.json`` (per-layer bits), ``metrics.json``, ``checkpoint.pt`` and
-``weights.png`` (quantized layers' weight histograms against the level grid).
+``weights.png`` (quantized layers' weight histograms against the level grid; not with
+``--plot_weights false``).
 
 No silent collapse: a run whose loss is non-finite (the step is refused), whose mean training
 cross-entropy over an epoch exceeds ``EXPLODED_CE_FACTOR`` x ln(classes) (ten times a chance-level
@@ -572,7 +573,7 @@ def _finish(run: Run, out: Path) -> dict[str, Any]:
     metrics = _final_metrics(run)
     write_json(out / "metrics.json", metrics)
     mlflow.log_metrics({k: v for k, v in metrics.items() if isinstance(v, int | float)})
-    if run.cfg.quant.name != "fp":
+    if run.cfg.quant.name != "fp" and run.cfg.plot_weights:
         plot_weights(run.model, out / "weights.png", run.cfg.run_name())
     for name in ("metrics.json", "config.json", "layers.json", "weights.png"):
         if (out / name).exists():

@@ -40,6 +40,7 @@ def test_every_problem_is_named_in_one_line_and_nothing_is_written(tmp_path, cap
     params["quant"]["name"] = ["dorefa", "xnor"]
     params["quant"]["overrides"] = "0=3,7=x"
     params["seeds"]["final"] = "a,b"
+    params["networks"][0]["quant"]["amp"] = False  # DVC would write no flag: amp stays on
     params["extra_key"] = 1
     bad = tmp_path / "params.yaml"
     bad.write_text(yaml.safe_dump(params))
@@ -56,6 +57,7 @@ def test_every_problem_is_named_in_one_line_and_nothing_is_written(tmp_path, cap
         "unknown quantizer 'xnor'",
         "overrides '7=x': allowed PATTERN=BITS (BITS 2..8 or none)",
         "seeds.final: 'a,b': allowed: a comma-separated list of numbers >= 0",
+        "quant.amp: false is dropped by DVC's flag unpacking; write 'false'",
         "unknown option 'extra_key'",
     ):
         assert named in err, named

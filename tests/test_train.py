@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from sinreq.cli import main
-from sinreq.config import grid_run_name, resolve_run_folder
+from sinreq.config import TrainConfig, config_hash, grid_run_name, resolve_run_folder
 
 # Smoke runs on 1,617 digits: their 1-epoch fine-tunes sit at chance; keep going (recorded)
 FAST = ["--model", "cifar10_convnet", "--dataset", "digits", "--batch-size", "64", "--lr", "0.02",
@@ -194,8 +194,15 @@ def test_same_seed_same_numbers_and_finished_run_not_retrained(tmp_path, capsys)
         _uri(tmp_path),
     ]
     assert main([*common, "--out", str(tmp_path / "a")]) == 0
-    assert main([*common, "--out", str(tmp_path / "b")]) == 0
+    # b differs only in drawing no weights.png: same numbers, same result-relevant configuration
+    assert main([*common, "--plot_weights", "false", "--out", str(tmp_path / "b")]) == 0
     assert _results(tmp_path / "a") == _results(tmp_path / "b")
+    assert (tmp_path / "a" / "weights.png").exists() and not (
+        tmp_path / "b" / "weights.png"
+    ).exists()
+    recorded = [json.loads((tmp_path / f / "config.json").read_text()) for f in "ab"]
+    configs = [TrainConfig(**{k: c[k] for k in TrainConfig.model_fields}) for c in recorded]
+    assert configs[1].plot_weights is False and config_hash(configs[0]) == config_hash(configs[1])
     stamp = (tmp_path / "a" / "checkpoint.pt").stat().st_mtime_ns
     capsys.readouterr()
     assert main([*common, "--out", str(tmp_path / "a")]) == 0
