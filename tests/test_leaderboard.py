@@ -127,3 +127,41 @@ def test_leaderboard_without_regimes_is_one_line(tmp_path, capsys):
     assert main(["leaderboard", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "no <regime>/results.csv" in err and len(err.strip().splitlines()) == 1
+
+
+def test_each_rerun_is_tested_again_beside_the_row(tmp_path):
+    """A rerun's accuracies replace the recorded ones of the runs it has; the arm's pooled test
+    is computed again on them (scipy here); an arm the rerun lacks reads `not rerun`, and a rerun
+    that lost a seed says how many remain."""
+    regime = tmp_path / "reports" / "alpha"
+    regime.mkdir(parents=True)
+    recorded = _rows("alpha")
+    recorded.to_csv(regime / "results.csv", index=False)
+    shift = {
+        "q": np.array([0.3, -0.2, 0.5, 0.0, -0.4]),
+        "sinreq": np.array([-0.6, 0.1, 0.2, -0.3, 0.9]),
+    }
+    moved, lost = [], []
+    for path, acc in zip(recorded["path"], recorded["test_acc"], strict=True):
+        arm, seed = path.split("/")[0], int(path.split("/")[-1])
+        if arm in ("fp", "q", "sinreq"):  # kure is not rerun
+            new = acc + shift[arm][seed] if arm in shift else acc
+            moved.append({"run": path, "test_acc_recorded": acc, "test_acc_rerun": new,
+                          "diff": new - acc})  # fmt: skip
+            if seed != 4:
+                lost.append(moved[-1])
+    pd.DataFrame(moved).to_csv(regime / "rerun_a.csv", index=False)
+    pd.DataFrame(lost).to_csv(regime / "rerun_b.csv", index=False)
+    out = tmp_path / "board"
+    assert main(["leaderboard", str(tmp_path / "reports"), "--out", str(out)]) == 0
+    board = pd.read_csv(out / "leaderboard.csv").set_index("arm")
+
+    def expected(seeds: np.ndarray) -> str:
+        gains = GAINS["alpha"]["sinreq"]
+        per_seed = np.mean([gains[b] + shift["sinreq"] - shift["q"] for b in Q], axis=0)[seeds]
+        ci = stats.ttest_1samp(per_seed, 0.0).confidence_interval(0.95)
+        return f"{per_seed.mean():+.2f} [{ci.low:+.2f}, {ci.high:+.2f}]"
+
+    assert board.loc["q+sinreq", "reruns"] == (f"{expected(SEEDS)}; {expected(SEEDS[:4])} (n=4)")
+    assert board.loc["q+kure", "reruns"] == "not rerun; not rerun"
+    assert "reruns: gain (95 % CI)" in (out / "leaderboard.md").read_text()

@@ -8,6 +8,8 @@ Holm's correction over *every* row of the benchmark (all regimes together). Besi
 gap from FP to Q, the closure ``100 mean(gain) / mean(gap)`` with its seed-bootstrap 95 %
 interval, the lambda(s) chosen on validation, and the paper's claim beside SinReQ's rows. Arms a
 regime does not run are listed as ``n/a`` with the reason its profile gives (``not_applicable``).
+Where a regime was rerun (``<regime>/rerun_*.csv`` of ``benchmarks/rerun_runs.py``), each rerun's
+gain and 95 % interval are shown beside the row (not Holm-corrected): does the verdict replicate?
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
 ARMS = ("q+sinreq", "q+msqe", "q+dampen", "q+kure", "q+binreg")
 COLUMNS = (
     "regime method arm configs seeds gain ci_low ci_high p p_holm verdict gap closure "
-    "closure_ci_low closure_ci_high lambdas paper_gain"
+    "closure_ci_low closure_ci_high lambdas paper_gain reruns"
 ).split()
 
 
@@ -78,6 +80,31 @@ def regime_rows(regime: str, results: pd.DataFrame, paper: dict[str, float]) -> 
     return rows
 
 
+def rerun_gains(regime: str, results: pd.DataFrame, rerun: Path) -> dict[tuple[str, str], str]:
+    """``{(method, arm): "gain [95 % CI]"}`` of one rerun of the regime: the recorded final runs
+    with their rerun accuracies, those the rerun lacks left out (an arm rerun at another lambda,
+    or not rerun, has none), then the same pooled test as the row's; ``(n=k)`` when fewer seeds
+    than recorded remain."""
+    import pandas as pd
+
+    try:
+        moved = pd.read_csv(rerun)
+        new = dict(zip(moved["run"], moved["test_acc_rerun"].astype(float), strict=True))
+    except (OSError, ValueError, KeyError) as err:
+        raise ValueError(f"{rerun}: not a CSV of benchmarks/rerun_runs.py ({err})") from None
+    kept = results[(results["phase"] == "tune") | results["path"].isin(new)].copy()
+    kept["test_acc"] = [new.get(p, a) for p, a in zip(kept["path"], kept["test_acc"], strict=True)]
+    seeds = results[results["phase"] == "final"]["seed"].nunique()
+    found = {}
+    for r in regime_rows(regime, kept, {}):
+        if math.isfinite(r["gain"]):
+            n = f" (n={r['seeds']})" if r["seeds"] < seeds else ""
+            found[(r["method"], r["arm"])] = (
+                f"{fmt(r['gain'], '+.2f')} {interval(r['ci_low'], r['ci_high'])}{n}"
+            )
+    return found
+
+
 def _not_run(regime: str, methods: list[str], present: set[str], reasons: dict) -> list[dict]:
     """``n/a`` rows for the expected arms a regime did not run, with the profile's reason."""
     missing = [a for a in ARMS if not any(p.split(" ")[0] == a for p in present)]
@@ -107,6 +134,10 @@ def leaderboard(
     for regime, path in regimes.items():
         results = read_results(path)
         measured = regime_rows(regime, results, paper)
+        again = [rerun_gains(regime, results, p) for p in sorted(path.parent.glob("rerun_*.csv"))]
+        for r in measured:
+            key = (r["method"], r["arm"])
+            r["reruns"] = "; ".join(g.get(key, "not rerun") for g in again) or None
         rows += measured
         methods = sorted({r["method"] for r in measured})
         idle += _not_run(
@@ -179,7 +210,10 @@ def leaderboard_markdown(board: pd.DataFrame, command: str) -> str:
         "points); 95 % t interval over seeds; p of the one-sample t test over seeds, then "
         "Holm over every row of the benchmark. Gap: FP - none (points). Closure: 100 gain / "
         "gap with a seed-bootstrap 95 % interval. Lambdas: chosen on validation per "
-        "configuration (never on test).",
+        "configuration (never on test). Reruns: the same test on each committed rerun of the "
+        "regime (`rerun_*.csv`: the same runs trained again, another thread count or day; not "
+        "Holm-corrected; `not rerun`: the rerun has no final runs of that arm at the recorded "
+        "lambda, because it chose another one or reran only some arms).",
         "",
         "## Verdicts",
         "",
@@ -205,6 +239,7 @@ def leaderboard_markdown(board: pd.DataFrame, command: str) -> str:
                     "lambda": r.lambdas if isinstance(r.lambdas, str) else "-",
                     "paper's gain": fmt(r.paper_gain, "+.1f"),
                     "seeds": fmt(r.seeds, ".0f"),
+                    "reruns: gain (95 % CI)": r.reruns if isinstance(r.reruns, str) else "-",
                 }
                 for r in board.itertuples()
             ],
