@@ -12,6 +12,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from sinreq.cli import main
+from sinreq.report.leaderboard import verdict_paragraph
 from sinreq.report.results import RESULT_COLUMNS
 
 SEEDS = np.arange(5)
@@ -165,3 +166,20 @@ def test_each_rerun_is_tested_again_beside_the_row(tmp_path):
     assert board.loc["q+sinreq", "reruns"] == (f"{expected(SEEDS)}; {expected(SEEDS[:4])} (n=4)")
     assert board.loc["q+kure", "reruns"] == "not rerun; not rerun"
     assert "reruns: gain (95 % CI)" in (out / "leaderboard.md").read_text()
+
+
+def test_an_interval_above_zero_that_holm_does_not_reject_is_worded_as_such():
+    """A row whose uncorrected 95 % interval excludes zero but whose Holm p does not reach 5 %
+    must not read as a plain "no detectable effect" (ptq's dampening over 31 rows)."""
+    row = {"regime": "r", "method": "dorefa", "configs": 1, "seeds": 5, "gain": 7.41,
+           "p": 0.0026, "verdict": "no detectable effect"}  # fmt: skip
+    board = pd.DataFrame(
+        [
+            {**row, "arm": "q+dampen", "ci_low": 4.34, "ci_high": 10.48, "p_holm": 0.057},
+            {**row, "arm": "q+kure", "ci_low": -0.5, "ci_high": 0.7, "p_holm": 1.0},
+        ]
+    )
+    text = verdict_paragraph(board, "r")
+    assert "Dampen on DoReFa: not detectable after Holm, although the uncorrected interval " in text
+    assert "KURE on DoReFa: no detectable effect, +7.41 points" in text
+    assert "0 arm(s) with a detectable gain" in text and "2 with no detectable effect" in text

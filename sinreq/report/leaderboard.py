@@ -35,7 +35,7 @@ COLUMNS = (
 ).split()
 
 
-REGIMES = ("paper", "qat", "lsq", "ptq")  # the order; other folders follow by name
+REGIMES = ("paper", "qat", "lsq", "lsq3", "ptq")  # the order; other folders by name
 
 
 def _verdict(gain: float, low: float, high: float, p_holm: float) -> str:
@@ -183,6 +183,8 @@ def verdict_paragraph(board: pd.DataFrame, regime: str) -> str:
             "harm": "a loss",
             "no detectable effect": "no detectable effect",
         }.get(r.verdict, r.verdict)
+        if r.verdict == "no detectable effect" and (r.ci_low > 0 or r.ci_high < 0):
+            what = "not detectable after Holm, although the uncorrected interval excludes zero"
         parts.append(
             f"{regularizer_name(r.arm)} on {name(r.method)}: {what}, "
             f"{fmt(r.gain, '+.2f')} points, 95 % CI {interval(r.ci_low, r.ci_high)} "
