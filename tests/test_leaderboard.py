@@ -183,3 +183,22 @@ def test_an_interval_above_zero_that_holm_does_not_reject_is_worded_as_such():
     assert "Dampen on DoReFa: not detectable after Holm, although the uncorrected interval " in text
     assert "KURE on DoReFa: no detectable effect, +7.41 points" in text
     assert "0 arm(s) with a detectable gain" in text and "2 with no detectable effect" in text
+
+
+def test_a_rerun_csv_of_another_shape_is_one_line_and_keeps_the_board(tmp_path, capsys):
+    """A ``rerun_*.csv`` without the columns of benchmarks/rerun_runs.py: exit 2, one line that
+    names the file and what is allowed, the board already written left as it was."""
+    regime = tmp_path / "reports" / "alpha"
+    regime.mkdir(parents=True)
+    _rows("alpha").to_csv(regime / "results.csv", index=False)
+    (regime / "rerun_x.csv").write_text("run,acc\nq/0,1\n")
+    out = tmp_path / "board"
+    out.mkdir()
+    (out / "leaderboard.csv").write_text("kept\n")
+    assert main(["leaderboard", str(tmp_path / "reports"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert (
+        str(regime / "rerun_x.csv") in err and "allowed: a CSV of benchmarks/rerun_runs.py" in err
+    )
+    assert (out / "leaderboard.csv").read_text() == "kept\n"

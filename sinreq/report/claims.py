@@ -351,9 +351,9 @@ def rerun_moves(reruns: list[Path]) -> dict[str, float]:
         try:
             table_ = pd.read_csv(path)
         except (OSError, ValueError) as err:
-            raise ValueError(f"--rerun {path}: {err}") from None
+            raise ValueError(f"{path}: {err}") from None
         if not {"run", "diff"} <= set(table_.columns):
-            raise ValueError(f"--rerun {path}: allowed: a CSV of benchmarks/rerun_runs.py "
+            raise ValueError(f"{path}: allowed: a CSV of benchmarks/rerun_runs.py "
                              "(columns run, diff)")  # fmt: skip
         moves |= dict(zip(table_["run"], table_["diff"].astype(float), strict=True))
     return moves

@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING
 import yaml
 
 from sinreq.report.results import read_results
-from sinreq.report.tables import ALPHA, arm_groups, gap_table, method_statistics, summary
+from sinreq.report.tables import (
+    ALPHA,
+    arm_groups,
+    gap_table,
+    method_statistics,
+    seed_matrices,
+    summary,
+)
 from sinreq.report.text import fmt, interval, name, regularizer_name, table
 
 if TYPE_CHECKING:
@@ -80,27 +87,25 @@ def regime_rows(regime: str, results: pd.DataFrame, paper: dict[str, float]) -> 
     return rows
 
 
-def rerun_gains(regime: str, results: pd.DataFrame, rerun: Path) -> dict[tuple[str, str], str]:
+def rerun_gains(results: pd.DataFrame, rerun: Path) -> dict[tuple[str, str], str]:
     """``{(method, arm): "gain [95 % CI]"}`` of one rerun of the regime: the recorded final runs
-    with their rerun accuracies, those the rerun lacks left out (an arm rerun at another lambda,
-    or not rerun, has none), then the same pooled test as the row's; ``(n=k)`` when fewer seeds
-    than recorded remain."""
-    import pandas as pd
+    moved by the rerun's ``diff``, those the rerun lacks left out (an arm rerun at another
+    lambda, or not rerun, has none), then the row's pooled test (no closure bootstrap: not
+    shown); ``(n=k)`` when fewer seeds than recorded remain."""
+    from sinreq.report.claims import rerun_moves
+    from sinreq.stats import pooled_test
 
-    try:
-        moved = pd.read_csv(rerun)
-        new = dict(zip(moved["run"], moved["test_acc_rerun"].astype(float), strict=True))
-    except (OSError, ValueError, KeyError) as err:
-        raise ValueError(f"{rerun}: not a CSV of benchmarks/rerun_runs.py ({err})") from None
-    kept = results[(results["phase"] == "tune") | results["path"].isin(new)].copy()
-    kept["test_acc"] = [new.get(p, a) for p, a in zip(kept["path"], kept["test_acc"], strict=True)]
+    moves = rerun_moves([rerun])
+    kept = results[(results["phase"] == "tune") | results["path"].isin(moves)].copy()
+    kept["test_acc"] += kept["path"].map(moves).fillna(0.0)
     seeds = results[results["phase"] == "final"]["seed"].nunique()
     found = {}
-    for r in regime_rows(regime, kept, {}):
-        if math.isfinite(r["gain"]):
-            n = f" (n={r['seeds']})" if r["seeds"] < seeds else ""
-            found[(r["method"], r["arm"])] = (
-                f"{fmt(r['gain'], '+.2f')} {interval(r['ci_low'], r['ci_high'])}{n}"
+    for (method, arm), (_, q, qs) in seed_matrices(kept).items():
+        pooled = pooled_test(qs - q, ALPHA)
+        if math.isfinite(pooled.mean):
+            n = f" (n={pooled.n})" if pooled.n < seeds else ""
+            found[(method, arm)] = (
+                f"{fmt(pooled.mean, '+.2f')} {interval(pooled.ci_low, pooled.ci_high)}{n}"
             )
     return found
 
@@ -134,7 +139,7 @@ def leaderboard(
     for regime, path in regimes.items():
         results = read_results(path)
         measured = regime_rows(regime, results, paper)
-        again = [rerun_gains(regime, results, p) for p in sorted(path.parent.glob("rerun_*.csv"))]
+        again = [rerun_gains(results, p) for p in sorted(path.parent.glob("rerun_*.csv"))]
         for r in measured:
             key = (r["method"], r["arm"])
             r["reruns"] = "; ".join(g.get(key, "not rerun") for g in again) or None
