@@ -170,7 +170,7 @@ def test_each_rerun_is_tested_again_beside_the_row(tmp_path):
 
 def test_an_interval_above_zero_that_holm_does_not_reject_is_worded_as_such():
     """A row whose uncorrected 95 % interval excludes zero but whose Holm p does not reach 5 %
-    must not read as a plain "no detectable effect" (ptq's dampening over 31 rows)."""
+    must not read as a plain "no detectable effect" (ptq's dampening, Holm over the benchmark)."""
     row = {"regime": "r", "method": "dorefa", "configs": 1, "seeds": 5, "gain": 7.41,
            "p": 0.0026, "verdict": "no detectable effect"}  # fmt: skip
     board = pd.DataFrame(
