@@ -90,8 +90,8 @@ def regime_rows(regime: str, results: pd.DataFrame, paper: dict[str, float]) -> 
 def rerun_gains(results: pd.DataFrame, rerun: Path) -> dict[tuple[str, str], str]:
     """``{(method, arm): "gain [95 % CI]"}`` of one rerun of the regime: the recorded final runs
     moved by the rerun's ``diff``, those the rerun lacks left out (an arm rerun at another
-    lambda, or not rerun, has none), then the row's pooled test (no closure bootstrap: not
-    shown); ``(n=k)`` when fewer seeds than recorded remain."""
+    lambda, or not rerun, has none; the gain needs no FP run), then the row's pooled test (no
+    closure bootstrap: not shown); ``(n=k)`` when fewer seeds than recorded remain."""
     from sinreq.report.claims import rerun_moves
     from sinreq.stats import pooled_test
 

@@ -204,12 +204,13 @@ def summary(gap: pd.DataFrame) -> dict[str, dict[str, float | int]]:
 
 def seed_matrices(results: pd.DataFrame) -> dict[tuple[str, str], tuple[np.ndarray, ...]]:
     """Per ``(method, arm)``: the ``(fp, q, qs)`` test accuracies of shape (seeds,
-    comparisons) over the comparisons with all three measured (NaN where a seed lacks a run;
-    every seed of the reported runs is a row): the input of the pooled test and the bootstrap."""
+    comparisons) over the comparisons with Q and Q+R measured (NaN where a seed lacks a run;
+    every seed of the reported runs is a row): the input of the pooled test and the bootstrap.
+    The gain needs no FP run; a comparison without one has an all-NaN FP column (no closure)."""
     seeds = sorted(set(reported_runs(with_defaults(results))["seed"].dropna()))
     columns: dict[tuple[str, str], list[tuple[pd.Series, ...]]] = {}
     for keys, *accs in comparisons(results):
-        if all(len(a) for a in accs):
+        if len(accs[1]) and len(accs[2]):
             columns.setdefault((keys["method"], keys["arm"]), []).append(tuple(accs))
     return {
         group: tuple(
