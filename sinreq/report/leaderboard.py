@@ -42,7 +42,7 @@ COLUMNS = (
 ).split()
 
 
-REGIMES = ("paper", "qat", "qat3", "lsq", "lsq3", "ptq")  # the order, then by name
+REGIMES = ("paper", "qat", "qat3", "lsq", "lsq3", "ptq", "ptq3")  # the order, then by name
 
 
 def _verdict(gain: float, low: float, high: float, p_holm: float) -> str:
