@@ -12,7 +12,9 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from sinreq.cli import main
+from sinreq.report import gap_table, lambda_selection, method_statistics, summary
 from sinreq.report.leaderboard import verdict_paragraph
+from sinreq.report.markdown import summary_markdown
 from sinreq.report.results import RESULT_COLUMNS
 
 SEEDS = np.arange(5)
@@ -31,7 +33,8 @@ GAINS = {
 }
 
 
-def _rows(regime: str) -> pd.DataFrame:
+def _rows(regime: str, gains: dict | None = None) -> pd.DataFrame:
+    """Results of ``regime``: FP, Q and Q + each arm of ``gains`` (default ``GAINS[regime]``)."""
     rows = []
 
     def add(**values):
@@ -59,7 +62,7 @@ def _rows(regime: str) -> pd.DataFrame:
                 test_acc=q[s],
                 **{"lambda": 0.0},
             )
-            for arm, by_bits in GAINS[regime].items():
+            for arm, by_bits in (gains or GAINS[regime]).items():
                 add(**quant, run=f"{arm}{bits}-{s}", path=f"{arm}/{bits}/{s}", seed=int(s),
                     test_acc=q[s] + by_bits[bits][s], regularizer=arm, schedule="constant",
                     **{"lambda": 0.1})  # fmt: skip
@@ -202,3 +205,28 @@ def test_a_rerun_csv_of_another_shape_is_one_line_and_keeps_the_board(tmp_path, 
         str(regime / "rerun_x.csv") in err and "allowed: a CSV of benchmarks/rerun_runs.py" in err
     )
     assert (out / "leaderboard.csv").read_text() == "kept\n"
+
+
+def test_summary_verdicts_are_holm_corrected_over_the_reports_arms():
+    """summary.md's per-arm verdict: three arms are three tries, so an uncorrected p < 0.05 whose
+    Holm p (statsmodels, over the report's pooled tests) is not must not read "helps"."""
+    per_seed = {"sinreq": A([1.0, 0.2, 1.5, 0.4, 0.9]), "kure": A([0.9, 0.1, 1.2, 0.6, 0.2]),
+                "msqe": A([0.5, -0.4, 0.3, -0.2, 0.1])}  # fmt: skip
+    results = _rows("gamma", {arm: {b: g for b in Q} for arm, g in per_seed.items()})
+    p = {arm: stats.ttest_1samp(g, 0.0).pvalue for arm, g in per_seed.items()}
+    holm = dict(zip(p, multipletests(list(p.values()), method="holm")[1], strict=True))
+    assert p["sinreq"] < 0.05 and p["kure"] < 0.05 and min(holm.values()) >= 0.05
+    gap = gap_table(results)
+    per_method = summary(gap)
+    for key, extra in method_statistics(results, gap).items():
+        per_method[key].update(extra)
+    text = summary_markdown(
+        results, gap, per_method, None, lambda_selection(results), pd.DataFrame()
+    )
+    for arm, label in (("sinreq", "DoReFa"), ("kure", "DoReFa q+kure")):
+        name = {"sinreq": "SinReQ", "kure": "KURE"}[arm]
+        assert (
+            f"- {label}: **not detectable after Holm** over the report's pooled tests (Holm p "
+            f"{holm[arm]:.3g}), although {name}'s uncorrected interval excludes zero" in text
+        )
+    assert "- DoReFa q+msqe: **no detectable effect** of MSQE" in text and "**helps**" not in text

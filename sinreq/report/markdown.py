@@ -113,16 +113,22 @@ def _label(method: str, arm: str) -> str:
 
 def _verdict_sentence(method: str, arm: str, s: dict[str, Any]) -> str:
     """The primary verdict of ``method``'s ``arm`` in one honest sentence: the pooled test
-    decides."""
+    decides, Holm-corrected over the report's pooled tests."""
     label, reg = _label(method, arm), regularizer_name(arm)
     if not s["n_configs"]:
         return f"- {label}: not measured (no configuration has FP, Q and Q+{reg} runs)."
     p, gain = s.get("pooled_p", math.nan), s.get("pooled_gain", math.nan)
+    p_holm = s.get("pooled_p_holm", p)
     ci = interval(s.get("pooled_ci_low", math.nan), s.get("pooled_ci_high", math.nan))
     if not math.isfinite(p):
         verdict = "too few seeds for the pooled test"
-    elif p < ALPHA:
+    elif p_holm < ALPHA:
         verdict = f"{reg} **helps**" if gain > 0 else f"{reg} **hurts**"
+    elif p < ALPHA:  # several arms are several tries: one uncorrected p < 0.05 is not a finding
+        verdict = (
+            f"**not detectable after Holm** over the report's pooled tests (Holm p "
+            f"{fmt(p_holm, '.3g')}), although {reg}'s uncorrected interval excludes zero"
+        )
     else:
         verdict = f"**no detectable effect** of {reg}"
     return (

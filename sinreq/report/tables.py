@@ -222,9 +222,11 @@ def seed_matrices(results: pd.DataFrame) -> dict[tuple[str, str], tuple[np.ndarr
 
 def method_statistics(results: pd.DataFrame, gap: pd.DataFrame) -> dict[str, dict[str, float]]:
     """Per method and arm of ``gap`` (keys as :func:`summary`): the pooled paired test (seed as
-    the unit: mean gain over configurations per seed, one-sample t test) and seed-bootstrap 95 %
-    intervals of both closures."""
-    from sinreq.stats import bootstrap_closure, pooled_test
+    the unit: mean gain over configurations per seed, one-sample t test), its p Holm-adjusted
+    over the report's pooled tests (one per method and arm: several arms are several tries), and
+    seed-bootstrap 95 % intervals of both closures. A configuration without FP runs enters the
+    pooled test (the gain needs none) but not :func:`summary`'s counts, which need a gap."""
+    from sinreq.stats import bootstrap_closure, holm, pooled_test
 
     matrices = seed_matrices(results)
     n_seeds = len(set(reported_runs(with_defaults(results))["seed"].dropna()))
@@ -246,6 +248,9 @@ def method_statistics(results: pd.DataFrame, gap: pd.DataFrame) -> dict[str, dic
             stats[f"closure_{definition}_ci_low"] = low
             stats[f"closure_{definition}_ci_high"] = high
         out[key] = stats
+    adjusted, _ = holm([s["pooled_p"] for s in out.values()], ALPHA)
+    for s, p_holm in zip(out.values(), adjusted, strict=True):
+        s["pooled_p_holm"] = float(p_holm)
     return out
 
 
