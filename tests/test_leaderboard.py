@@ -12,7 +12,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from sinreq.cli import main
-from sinreq.report import gap_table, lambda_selection, method_statistics, summary
+from sinreq.report import arm_statistics, gap_table, lambda_selection
 from sinreq.report.leaderboard import verdict_paragraph
 from sinreq.report.markdown import summary_markdown
 from sinreq.report.results import RESULT_COLUMNS
@@ -217,12 +217,8 @@ def test_summary_verdicts_are_holm_corrected_over_the_reports_arms():
     holm = dict(zip(p, multipletests(list(p.values()), method="holm")[1], strict=True))
     assert p["sinreq"] < 0.05 and p["kure"] < 0.05 and min(holm.values()) >= 0.05
     gap = gap_table(results)
-    per_method = summary(gap)
-    for key, extra in method_statistics(results, gap).items():
-        per_method[key].update(extra)
-    text = summary_markdown(
-        results, gap, per_method, None, lambda_selection(results), pd.DataFrame()
-    )
+    per_arm = arm_statistics(results, gap)
+    text = summary_markdown(results, gap, per_arm, None, lambda_selection(results), pd.DataFrame())
     for arm, label in (("sinreq", "DoReFa"), ("kure", "DoReFa q+kure")):
         name = {"sinreq": "SinReQ", "kure": "KURE"}[arm]
         assert (

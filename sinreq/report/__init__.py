@@ -59,6 +59,7 @@ from sinreq.report.tables import (
     GAP_COLUMNS,
     acc_vs_bits,
     arm_groups,
+    arm_statistics,
     gap_closure,
     gap_table,
     lambda_selection,
@@ -140,9 +141,7 @@ def report_command(
     gap = gap_table(results)
     selection, mechanism = lambda_selection(results), mechanism_table(results)
     curves, ptq = acc_vs_bits(reported, gap), ptq_curve(results)
-    per_method = summary(gap)
-    for key, extra in method_statistics(results, gap).items():
-        per_method.setdefault(key, {}).update(extra)
+    per_method = arm_statistics(results, gap)
     paper = paper_values(load_reference(reference)) if reference is not None else None
     markdown = summary_markdown(results, gap, per_method, paper, selection, mechanism)
     metrics = {m: {k: _json_number(v) for k, v in s.items()} for m, s in per_method.items()}
@@ -191,7 +190,8 @@ def _log_to_mlflow(
 
 __all__ = [
     "ALPHA", "CONFIG_KEYS", "GAP_COLUMNS", "HEADLINE_FIELDS", "PRIMARY_ARM", "RESULT_COLUMNS",
-    "RUN_METRICS", "SETTING_KEYS", "SUMMARY_METRICS", "Claim", "acc_vs_bits", "check_command",
+    "RUN_METRICS", "SETTING_KEYS", "SUMMARY_METRICS", "Claim", "acc_vs_bits", "arm_statistics",
+    "check_command",
     "collect_results", "find_runs", "gap_closure", "gap_table", "headline", "lambda_selection",
     "load_reference", "mechanism_table", "method_statistics", "read_results", "reported_runs",
     "report_command", "seed_matrices", "summary",

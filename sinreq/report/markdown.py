@@ -118,7 +118,7 @@ def _verdict_sentence(method: str, arm: str, s: dict[str, Any]) -> str:
     if not s["n_configs"]:
         return f"- {label}: not measured (no configuration has FP, Q and Q+{reg} runs)."
     p, gain = s.get("pooled_p", math.nan), s.get("pooled_gain", math.nan)
-    p_holm = s.get("pooled_p_holm", p)
+    p_holm = s.get("pooled_p_holm", math.nan)
     ci = interval(s.get("pooled_ci_low", math.nan), s.get("pooled_ci_high", math.nan))
     if not math.isfinite(p):
         verdict = "too few seeds for the pooled test"

@@ -254,6 +254,15 @@ def method_statistics(results: pd.DataFrame, gap: pd.DataFrame) -> dict[str, dic
     return out
 
 
+def arm_statistics(results: pd.DataFrame, gap: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Per method and arm: :func:`summary` and :func:`method_statistics` in one dict (what
+    ``summary.md`` and ``summary.json`` show)."""
+    per_arm: dict[str, dict[str, Any]] = summary(gap)
+    for key, extra in method_statistics(results, gap).items():
+        per_arm.setdefault(key, {}).update(extra)
+    return per_arm
+
+
 def lambda_selection(results: pd.DataFrame) -> pd.DataFrame:
     """Per configuration and regularized arm, per tuned lambda: the tuning seeds' validation
     accuracy (mean, std, n; the configuration's lambda-0 tuning runs shown with every arm), which
