@@ -1,4 +1,5 @@
-"""Every committed benchmark regime (``reports/benchmark/<regime>/results.csv``) is guarded: each
+"""Every committed benchmark regime (``reports/benchmark/<regime>/results.csv``, and its
+confirmation on fresh seeds, ``<regime>/confirm/results.csv``, where there is one) is guarded: each
 of its arms has a regression reference, a 1-point shift of any arm's final runs makes
 ``sinreq check`` for the regime's profile fail, its committed ``check.txt`` is what the check
 prints now, and the committed leaderboard is what ``sinreq leaderboard`` computes now."""
@@ -16,7 +17,12 @@ from sinreq.report.claims import check_command, load_reference, rerun_moves
 REPO = Path(__file__).resolve().parents[1]
 BENCHMARK = REPO / "reports" / "benchmark"
 REFERENCE = REPO / "reports" / "paper_reference.yaml"
-REGIMES = sorted(p.parent.name for p in BENCHMARK.glob("*/results.csv"))
+# the regimes, and the confirmations of some on fresh seeds (<regime>/confirm/results.csv)
+REGIMES = sorted(
+    str(p.parent.relative_to(BENCHMARK))
+    for pattern in ("*/results.csv", "*/confirm/results.csv")
+    for p in BENCHMARK.glob(pattern)
+)
 
 
 def _arms(df: pd.DataFrame) -> list[tuple]:

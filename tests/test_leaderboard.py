@@ -13,7 +13,7 @@ from statsmodels.stats.multitest import multipletests
 
 from sinreq.cli import main
 from sinreq.report import arm_statistics, gap_table, lambda_selection
-from sinreq.report.leaderboard import verdict_paragraph
+from sinreq.report.leaderboard import COLUMNS, verdict_paragraph
 from sinreq.report.markdown import summary_markdown
 from sinreq.report.results import RESULT_COLUMNS
 
@@ -171,6 +171,53 @@ def test_each_rerun_is_tested_again_beside_the_row(tmp_path):
     assert "reruns: gain (95 % CI)" in (out / "leaderboard.md").read_text()
 
 
+def test_a_confirmation_on_fresh_seeds_is_tested_with_holm_over_its_own_arms(tmp_path):
+    """``<regime>/confirm/results.csv`` (fresh seeds, lambdas fixed): each arm's pooled test
+    (scipy) with Holm over the confirmation's arms only (statsmodels), beside the regime's row;
+    an arm confirmed at another lambda is no confirmation; a regime without one shows none."""
+    reports = tmp_path / "reports"
+    for regime in GAINS:
+        (reports / regime).mkdir(parents=True)
+        _rows(regime).to_csv(reports / regime / "results.csv", index=False)
+    fresh = {
+        "sinreq": {2: A([0.9, 1.4, 0.2, 1.0, 0.6]), 3: A([0.1, 0.5, -0.2, 0.3, 0.2])},
+        "kure": {2: A([0.4, -0.3, 0.8, 0.1, 0.2]), 3: A([0.0, 0.3, -0.4, 0.2, 0.1])},
+    }
+    confirm = _rows("alpha", fresh)
+    confirm["seed"] += 5  # seeds no earlier run used
+    confirm["path"] = "confirm/" + confirm["path"]
+    confirm.loc[confirm["regularizer"] == "kure", "lambda"] = 1.0  # not alpha's choice (0.1)
+    (reports / "alpha" / "confirm").mkdir()
+    confirm.to_csv(reports / "alpha" / "confirm" / "results.csv", index=False)
+    out = tmp_path / "board"
+    assert main(["leaderboard", str(reports), "--out", str(out)]) == 0
+    board = pd.read_csv(out / "leaderboard.csv").set_index(["regime", "arm"])
+    tests = {
+        arm: stats.ttest_1samp(np.mean([fresh[arm][b] for b in Q], axis=0), 0.0) for arm in fresh
+    }
+    adjusted = multipletests([t.pvalue for t in tests.values()], method="holm")[1]
+    holm = dict(zip(tests, adjusted, strict=True))
+    row, ci = board.loc[("alpha", "q+sinreq")], tests["sinreq"].confidence_interval(0.95)
+    gain = np.mean([fresh["sinreq"][b] for b in Q])
+    assert row["confirm_gain"] == pytest.approx(gain)
+    assert (row["confirm_ci_low"], row["confirm_ci_high"]) == pytest.approx((ci.low, ci.high))
+    assert row["confirm_p_holm"] == pytest.approx(holm["sinreq"])
+    assert row["confirm_seeds"] == 5
+    assert row["confirm_verdict"] == ("gain" if holm["sinreq"] < 0.05 else "no detectable effect")
+    kure = board.loc[("alpha", "q+kure")]
+    assert kure["confirm_verdict"] == "not a confirmation: lambda 1" and np.isnan(
+        kure["confirm_gain"]
+    )
+    assert board.loc[("beta", "q+sinreq"), ["confirm_gain", "confirm_verdict"]].isna().all()
+    text = (out / "leaderboard.md").read_text()
+    expected = (
+        f"{gain:+.2f} [{ci.low:+.2f}, {ci.high:+.2f}], Holm p {holm['sinreq']:.2g} (n=5): "
+        f"{row['confirm_verdict']}"
+    )
+    assert "confirmation on fresh seeds" in text and expected in text
+    assert "SinReQ: " + expected in text and "not a confirmation: lambda 1" in text
+
+
 def test_an_interval_above_zero_that_holm_does_not_reject_is_worded_as_such():
     """A row whose uncorrected 95 % interval excludes zero but whose Holm p does not reach 5 %
     must not read as a plain "no detectable effect" (ptq's dampening, Holm over the benchmark)."""
@@ -180,7 +227,8 @@ def test_an_interval_above_zero_that_holm_does_not_reject_is_worded_as_such():
         [
             {**row, "arm": "q+dampen", "ci_low": 4.34, "ci_high": 10.48, "p_holm": 0.057},
             {**row, "arm": "q+kure", "ci_low": -0.5, "ci_high": 0.7, "p_holm": 1.0},
-        ]
+        ],
+        columns=COLUMNS,
     )
     text = verdict_paragraph(board, "r")
     assert "Dampen on DoReFa: not detectable after Holm, although the uncorrected interval " in text

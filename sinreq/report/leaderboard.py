@@ -10,13 +10,17 @@ interval, the lambda(s) chosen on validation, and the paper's claim beside SinRe
 regime does not run are listed as ``n/a`` with the reason its profile gives (``not_applicable``).
 Where a regime was rerun (``<regime>/rerun_*.csv`` of ``benchmarks/rerun_runs.py``), each rerun's
 gain and 95 % interval are shown beside the row (not Holm-corrected): does the verdict replicate?
+Where a regime was confirmed on fresh seeds (``<regime>/confirm/results.csv``: its profile fixes
+each arm's lambda to the regime's validated choice and runs seeds no earlier run used), the
+confirmation's own pooled test is shown beside the row, Holm-corrected over the confirmation's
+arms only: a family decided in advance, on data that did not suggest it.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -38,14 +42,15 @@ if TYPE_CHECKING:
 ARMS = ("q+sinreq", "q+msqe", "q+dampen", "q+kure", "q+binreg")
 COLUMNS = (
     "regime method arm configs seeds gain ci_low ci_high p p_holm verdict gap closure "
-    "closure_ci_low closure_ci_high lambdas paper_gain reruns"
+    "closure_ci_low closure_ci_high lambdas paper_gain reruns confirm_gain confirm_ci_low "
+    "confirm_ci_high confirm_p_holm confirm_seeds confirm_verdict"
 ).split()
 
 
 REGIMES = ("paper", "qat", "qat3", "lsq", "lsq3", "ptq", "ptq3")  # the issue's order, then by name
 
 
-def _verdict(gain: float, low: float, high: float, p_holm: float) -> str:
+def _verdict(gain: float, p_holm: float) -> str:
     """``gain`` / ``harm`` when Holm rejects, else ``no detectable effect`` (the interval says
     how large an effect the data still allow)."""
     if not math.isfinite(p_holm):
@@ -110,6 +115,32 @@ def rerun_gains(results: pd.DataFrame, rerun: Path) -> dict[tuple[str, str], str
     return found
 
 
+def confirmation_rows(results: pd.DataFrame, lambdas: dict[tuple[str, str], str]) -> dict:
+    """``{(method, arm): confirm_* columns}`` of a confirmation on fresh seeds: each arm's pooled
+    test and its p Holm-corrected over the confirmation's own arms (:func:`method_statistics`).
+    An arm run at another lambda than the regime's row (``lambdas``) is not a confirmation of
+    it: its verdict says so and it has no numbers."""
+    gap = gap_table(results)
+    stats = method_statistics(results, gap)
+    found = {}
+    for key, method, arm in arm_groups(gap):
+        s = stats[key]
+        arm_gap = gap[(gap["method"] == method) & (gap["arm"] == arm)]
+        used = ",".join(sorted({f"{lam:g}" for lam in arm_gap["lambda"].dropna()}))
+        if used != lambdas.get((method, arm), used):
+            found[(method, arm)] = {"confirm_verdict": f"not a confirmation: lambda {used}"}
+            continue
+        found[(method, arm)] = {
+            "confirm_gain": s["pooled_gain"],
+            "confirm_ci_low": s["pooled_ci_low"],
+            "confirm_ci_high": s["pooled_ci_high"],
+            "confirm_p_holm": s["pooled_p_holm"],
+            "confirm_seeds": s["pooled_n_seeds"],
+            "confirm_verdict": _verdict(s["pooled_gain"], s["pooled_p_holm"]),
+        }
+    return found
+
+
 def _not_run(regime: str, methods: list[str], present: set[str], reasons: dict) -> list[dict]:
     """``n/a`` rows for the expected arms a regime did not run, with the profile's reason."""
     missing = [a for a in ARMS if not any(p.split(" ")[0] == a for p in present)]
@@ -143,6 +174,12 @@ def leaderboard(
         for r in measured:
             key = (r["method"], r["arm"])
             r["reruns"] = "; ".join(g.get(key, "not rerun") for g in again) or None
+        confirm = path.parent / "confirm" / "results.csv"
+        if confirm.is_file():
+            lambdas = {(r["method"], r["arm"]): r["lambdas"] for r in measured}
+            confirmed = confirmation_rows(read_results(confirm), lambdas)
+            for r in measured:
+                r |= confirmed.get((r["method"], r["arm"]), {"confirm_verdict": "not run"})
         rows += measured
         methods = sorted({r["method"] for r in measured})
         idle += _not_run(
@@ -153,7 +190,7 @@ def leaderboard(
         )
     board = pd.DataFrame(rows, columns=COLUMNS)
     board["p_holm"] = holm(board["p"].tolist(), ALPHA)[0] if len(board) else []
-    board["verdict"] = [_verdict(r.gain, r.ci_low, r.ci_high, r.p_holm) for r in board.itertuples()]
+    board["verdict"] = [_verdict(r.gain, r.p_holm) for r in board.itertuples()]
     return pd.concat([board, pd.DataFrame(idle, columns=COLUMNS)], ignore_index=True)
 
 
@@ -203,7 +240,30 @@ def verdict_paragraph(board: pd.DataFrame, regime: str) -> str:
         f"{n_gain} arm(s) with a detectable gain, {n_harm} with a detectable loss, "
         f"{len(rows) - n_gain - n_harm} with no detectable effect at Holm-corrected 5 %. "
     )
-    return head + "; ".join(parts) + "."
+    confirmed = rows[rows["confirm_verdict"].notna()]
+    tail = ""
+    if len(confirmed):
+        tail = (
+            f" Confirmation on fresh seeds (each lambda fixed to this choice; Holm over the "
+            f"confirmation's {int(confirmed['confirm_gain'].notna().sum())} arms): "
+            + "; ".join(
+                f"{regularizer_name(r.arm)}: {confirmation(r)}" for r in confirmed.itertuples()
+            )
+            + "."
+        )
+    return head + "; ".join(parts) + "." + tail
+
+
+def confirmation(r: Any) -> str:
+    """A board row's confirmation: ``+1.20 [+0.40, +2.00], Holm p 0.01 (n=8): gain``."""
+    if not isinstance(r.confirm_verdict, str):
+        return "-"
+    if not math.isfinite(r.confirm_gain):
+        return r.confirm_verdict
+    return (
+        f"{fmt(r.confirm_gain, '+.2f')} {interval(r.confirm_ci_low, r.confirm_ci_high)}, "
+        f"Holm p {fmt(r.confirm_p_holm, '.2g')} (n={r.confirm_seeds:.0f}): {r.confirm_verdict}"
+    )
 
 
 def leaderboard_markdown(board: pd.DataFrame, command: str) -> str:
@@ -220,7 +280,10 @@ def leaderboard_markdown(board: pd.DataFrame, command: str) -> str:
         "configuration (never on test). Reruns: the same test on each committed rerun of the "
         "regime (`rerun_*.csv`: the same runs trained again, another thread count or day; not "
         "Holm-corrected; `not rerun`: the rerun has no final runs of that arm at the recorded "
-        "lambda, because it chose another one or reran only some arms).",
+        "lambda, because it chose another one or reran only some arms). Confirmation: the "
+        "regime's profile run again on fresh seeds with each arm's lambda fixed to the "
+        "regime's choice (`<regime>/confirm/results.csv`); its pooled test, Holm-corrected "
+        "over the confirmation's own arms (a family decided in advance).",
         "",
         "## Verdicts",
         "",
@@ -247,6 +310,7 @@ def leaderboard_markdown(board: pd.DataFrame, command: str) -> str:
                     "paper's gain": fmt(r.paper_gain, "+.1f"),
                     "seeds": fmt(r.seeds, ".0f"),
                     "reruns: gain (95 % CI)": r.reruns if isinstance(r.reruns, str) else "-",
+                    "confirmation on fresh seeds": confirmation(r),
                 }
                 for r in board.itertuples()
             ],
@@ -258,7 +322,8 @@ def leaderboard_markdown(board: pd.DataFrame, command: str) -> str:
 
 
 def plot_forest(board: pd.DataFrame, path: Path) -> None:
-    """The forest plot: per regime a panel, per arm its gain with the 95 % CI, zero marked."""
+    """The forest plot: per regime a panel, per arm its gain with the 95 % CI (a hollow marker
+    below: the confirmation on fresh seeds, where there is one), zero marked."""
     from sinreq.plotting import pyplot
     from sinreq.report.plots import palette
 
@@ -283,12 +348,20 @@ def plot_forest(board: pd.DataFrame, path: Path) -> None:
                 f"Holm p {fmt(r.p_holm, '.2g')}", (1.01, y), xycoords=("axes fraction", "data"),
                 fontsize=7, va="center",
             )  # fmt: skip
+            if math.isfinite(r.confirm_gain):  # the fresh-seed confirmation, hollow, below
+                low, high = r.confirm_gain - r.confirm_ci_low, r.confirm_ci_high - r.confirm_gain
+                ax.errorbar(
+                    r.confirm_gain, y - 0.3, xerr=[[low], [high]], fmt="o", mfc="white",
+                    color=colour, capsize=3,
+                )  # fmt: skip
         labels = [f"{regularizer_name(r.arm)} ({name(r.method)})" for r in rows.itertuples()]
         ax.set_yticks(range(len(rows)), labels, fontsize=8)
-        ax.set_ylim(-0.7, len(rows) - 0.3)
+        ax.set_ylim(-0.8, len(rows) - 0.3)
         ax.axvline(0, color="grey", lw=0.8)
         ax.set_title(f"regime {regime}", fontsize=9, loc="left")
-    axes[-1, 0].set_xlabel("test-accuracy gain over no regularizer (points), 95 % CI")
+    confirmed = measured["confirm_gain"].notna().any()
+    hollow = "; hollow: confirmation on fresh seeds" if confirmed else ""
+    axes[-1, 0].set_xlabel(f"test-accuracy gain over no regularizer (points), 95 % CI{hollow}")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
