@@ -360,7 +360,7 @@ def plot_forest(board: pd.DataFrame, path: Path) -> None:
         ax.axvline(0, color="grey", lw=0.8)
         ax.set_title(f"regime {regime}", fontsize=9, loc="left")
     confirmed = measured["confirm_gain"].notna().any()
-    hollow = "; hollow: confirmation on fresh seeds" if confirmed else ""
+    hollow = "\n(hollow: the confirmation on fresh seeds)" if confirmed else ""
     axes[-1, 0].set_xlabel(f"test-accuracy gain over no regularizer (points), 95 % CI{hollow}")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
