@@ -77,7 +77,6 @@ def test_a_one_point_shift_of_any_binding_arm_fails(regime, delta, tmp_path, cap
     ]
     df = pd.read_csv(BENCHMARK / regime / "results.csv")
     moves = rerun_moves(sorted((BENCHMARK / regime).glob("rerun_*.csv")))
-    assert not _claim(claims, "fp", "", "fp")["informational"]  # FP always binds
     for method, bits, arm in _arms(df):
         claim = _claim(claims, method, bits, arm)
         shifted = df.copy()

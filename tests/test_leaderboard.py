@@ -174,7 +174,8 @@ def test_each_rerun_is_tested_again_beside_the_row(tmp_path):
 def test_a_confirmation_on_fresh_seeds_is_tested_with_holm_over_its_own_arms(tmp_path):
     """``<regime>/confirm/results.csv`` (fresh seeds, lambdas fixed): each arm's pooled test
     (scipy) with Holm over the confirmation's arms only (statsmodels), beside the regime's row;
-    an arm confirmed at another lambda is no confirmation; a regime without one shows none."""
+    an arm confirmed at another lambda, or a confirmation that reuses a seed of the regime, is
+    no confirmation; a regime without one shows none."""
     reports = tmp_path / "reports"
     for regime in GAINS:
         (reports / regime).mkdir(parents=True)
@@ -205,17 +206,32 @@ def test_a_confirmation_on_fresh_seeds_is_tested_with_holm_over_its_own_arms(tmp
     assert row["confirm_seeds"] == 5
     assert row["confirm_verdict"] == ("gain" if holm["sinreq"] < 0.05 else "no detectable effect")
     kure = board.loc[("alpha", "q+kure")]
-    assert kure["confirm_verdict"] == "not a confirmation: lambda 1" and np.isnan(
-        kure["confirm_gain"]
+    assert (
+        kure["confirm_verdict"]
+        == "not a confirmation: other configurations or lambdas than the regime's"
     )
+    assert np.isnan(kure["confirm_gain"])
     assert board.loc[("beta", "q+sinreq"), ["confirm_gain", "confirm_verdict"]].isna().all()
-    text = (out / "leaderboard.md").read_text()
-    expected = (
-        f"{gain:+.2f} [{ci.low:+.2f}, {ci.high:+.2f}], Holm p {holm['sinreq']:.2g} (n=5): "
-        f"{row['confirm_verdict']}"
+    worded = (
+        "a gain"
+        if holm["sinreq"] < 0.05
+        else "not detectable after Holm, although the uncorrected interval excludes zero"
+        if ci.low > 0
+        else "no detectable effect"
     )
-    assert "confirmation on fresh seeds" in text and expected in text
-    assert "SinReQ: " + expected in text and "not a confirmation: lambda 1" in text
+    expected = (
+        f"{gain:+.2f} [{ci.low:+.2f}, {ci.high:+.2f}], Holm p {holm['sinreq']:.2g} (n=5): {worded}"
+    )
+    text = (out / "leaderboard.md").read_text()
+    assert "confirmation on fresh seeds" in text and "SinReQ: " + expected in text
+    # the same runs as beta's own seeds: not fresh, so no confirmation
+    (reports / "beta" / "confirm").mkdir()
+    _rows("beta").to_csv(reports / "beta" / "confirm" / "results.csv", index=False)
+    assert main(["leaderboard", str(reports), "--out", str(out)]) == 0
+    board = pd.read_csv(out / "leaderboard.csv").set_index(["regime", "arm"])
+    assert board.loc[("beta", "q+sinreq"), "confirm_verdict"] == (
+        "not a confirmation: seed 0 is also a seed of the regime"
+    )
 
 
 def test_an_interval_above_zero_that_holm_does_not_reject_is_worded_as_such():

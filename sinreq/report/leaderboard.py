@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from sinreq.report.results import read_results
+from sinreq.report.results import CONFIG_KEYS, read_results
 from sinreq.report.tables import (
     ALPHA,
     arm_groups,
@@ -115,29 +115,40 @@ def rerun_gains(results: pd.DataFrame, rerun: Path) -> dict[tuple[str, str], str
     return found
 
 
-def confirmation_rows(results: pd.DataFrame, lambdas: dict[tuple[str, str], str]) -> dict:
-    """``{(method, arm): confirm_* columns}`` of a confirmation on fresh seeds: each arm's pooled
-    test and its p Holm-corrected over the confirmation's own arms (:func:`method_statistics`).
-    An arm run at another lambda than the regime's row (``lambdas``) is not a confirmation of
-    it: its verdict says so and it has no numbers."""
-    gap = gap_table(results)
-    stats = method_statistics(results, gap)
+def _settings(gap: pd.DataFrame, method: str, arm: str) -> dict[tuple, str]:
+    """``{configuration: lambda}`` of one method and arm's comparisons in ``gap``."""
+    rows = gap[(gap["method"] == method) & (gap["arm"] == arm)]
+    keys = rows[list(CONFIG_KEYS)].astype(str).itertuples(index=False, name=None)
+    return dict(zip(keys, (f"{lam:g}" for lam in rows["lambda"]), strict=True))
+
+
+def confirmation_rows(recorded: pd.DataFrame, confirm: pd.DataFrame) -> dict:
+    """``{(method, arm): confirm_* columns}`` of the confirmation ``confirm`` of the regime
+    ``recorded``: each arm's pooled test and its p Holm-corrected over the confirmation's own
+    arms (:func:`method_statistics`). It confirms nothing (its verdict says so, no numbers) where
+    a final seed of it is a seed of the regime, or an arm ran other configurations or lambdas."""
+    gap, ours = gap_table(confirm), gap_table(recorded)
+    stats = method_statistics(confirm, gap)
+    finals = set(confirm.loc[confirm["phase"] == "final", "seed"].dropna().astype(int))
+    reused = sorted(finals & set(recorded["seed"].dropna().astype(int)))
     found = {}
     for key, method, arm in arm_groups(gap):
         s = stats[key]
-        arm_gap = gap[(gap["method"] == method) & (gap["arm"] == arm)]
-        used = ",".join(sorted({f"{lam:g}" for lam in arm_gap["lambda"].dropna()}))
-        if used != lambdas.get((method, arm), used):
-            found[(method, arm)] = {"confirm_verdict": f"not a confirmation: lambda {used}"}
+        if reused:
+            why = f"seed {reused[0]} is also a seed of the regime"
+        elif _settings(gap, method, arm) != _settings(ours, method, arm):
+            why = "other configurations or lambdas than the regime's"
+        else:
+            found[(method, arm)] = {
+                "confirm_gain": s["pooled_gain"],
+                "confirm_ci_low": s["pooled_ci_low"],
+                "confirm_ci_high": s["pooled_ci_high"],
+                "confirm_p_holm": s["pooled_p_holm"],
+                "confirm_seeds": s["pooled_n_seeds"],
+                "confirm_verdict": _verdict(s["pooled_gain"], s["pooled_p_holm"]),
+            }
             continue
-        found[(method, arm)] = {
-            "confirm_gain": s["pooled_gain"],
-            "confirm_ci_low": s["pooled_ci_low"],
-            "confirm_ci_high": s["pooled_ci_high"],
-            "confirm_p_holm": s["pooled_p_holm"],
-            "confirm_seeds": s["pooled_n_seeds"],
-            "confirm_verdict": _verdict(s["pooled_gain"], s["pooled_p_holm"]),
-        }
+        found[(method, arm)] = {"confirm_verdict": f"not a confirmation: {why}"}
     return found
 
 
@@ -176,8 +187,7 @@ def leaderboard(
             r["reruns"] = "; ".join(g.get(key, "not rerun") for g in again) or None
         confirm = path.parent / "confirm" / "results.csv"
         if confirm.is_file():
-            lambdas = {(r["method"], r["arm"]): r["lambdas"] for r in measured}
-            confirmed = confirmation_rows(read_results(confirm), lambdas)
+            confirmed = confirmation_rows(results, read_results(confirm))
             for r in measured:
                 r |= confirmed.get((r["method"], r["arm"]), {"confirm_verdict": "not run"})
         rows += measured
@@ -220,15 +230,9 @@ def verdict_paragraph(board: pd.DataFrame, regime: str) -> str:
         return f"**{regime}**: nothing measured yet."
     parts = []
     for r in rows.itertuples():
-        what = {
-            "gain": "a gain",
-            "harm": "a loss",
-            "no detectable effect": "no detectable effect",
-        }.get(r.verdict, r.verdict)
-        if r.verdict == "no detectable effect" and (r.ci_low > 0 or r.ci_high < 0):
-            what = "not detectable after Holm, although the uncorrected interval excludes zero"
         parts.append(
-            f"{regularizer_name(r.arm)} on {name(r.method)}: {what}, "
+            f"{regularizer_name(r.arm)} on {name(r.method)}: "
+            f"{_worded(r.verdict, r.ci_low, r.ci_high)}, "
             f"{fmt(r.gain, '+.2f')} points, 95 % CI {interval(r.ci_low, r.ci_high)} "
             f"(Holm p {fmt(r.p_holm, '.2g')})"
         )
@@ -244,8 +248,8 @@ def verdict_paragraph(board: pd.DataFrame, regime: str) -> str:
     tail = ""
     if len(confirmed):
         tail = (
-            f" Confirmation on fresh seeds (each lambda fixed to this choice; Holm over the "
-            f"confirmation's {int(confirmed['confirm_gain'].notna().sum())} arms): "
+            " Confirmation on fresh seeds (each lambda fixed to this choice; Holm over the "
+            "confirmation's own arms): "
             + "; ".join(
                 f"{regularizer_name(r.arm)}: {confirmation(r)}" for r in confirmed.itertuples()
             )
@@ -254,15 +258,24 @@ def verdict_paragraph(board: pd.DataFrame, regime: str) -> str:
     return head + "; ".join(parts) + "." + tail
 
 
+def _worded(verdict: str, low: float, high: float) -> str:
+    """A verdict as the paragraph says it: an uncorrected interval that excludes zero is never
+    written as a plain "no detectable effect"."""
+    if verdict == "no detectable effect" and (low > 0 or high < 0):
+        return "not detectable after Holm, although the uncorrected interval excludes zero"
+    return {"gain": "a gain", "harm": "a loss"}.get(verdict, verdict)
+
+
 def confirmation(r: Any) -> str:
-    """A board row's confirmation: ``+1.20 [+0.40, +2.00], Holm p 0.01 (n=8): gain``."""
+    """A board row's confirmation: ``+1.20 [+0.40, +2.00], Holm p 0.01 (n=8): a gain``."""
     if not isinstance(r.confirm_verdict, str):
         return "-"
     if not math.isfinite(r.confirm_gain):
         return r.confirm_verdict
     return (
         f"{fmt(r.confirm_gain, '+.2f')} {interval(r.confirm_ci_low, r.confirm_ci_high)}, "
-        f"Holm p {fmt(r.confirm_p_holm, '.2g')} (n={r.confirm_seeds:.0f}): {r.confirm_verdict}"
+        f"Holm p {fmt(r.confirm_p_holm, '.2g')} (n={r.confirm_seeds:.0f}): "
+        + _worded(r.confirm_verdict, r.confirm_ci_low, r.confirm_ci_high)
     )
 
 
@@ -354,13 +367,19 @@ def plot_forest(board: pd.DataFrame, path: Path) -> None:
                     r.confirm_gain, y - 0.3, xerr=[[low], [high]], fmt="o", mfc="white",
                     color=colour, capsize=3,
                 )  # fmt: skip
+                ax.annotate(
+                    f"conf. Holm p {fmt(r.confirm_p_holm, '.2g')}", (1.01, y - 0.3),
+                    xycoords=("axes fraction", "data"), fontsize=6, va="center", color="dimgrey",
+                )  # fmt: skip
         labels = [f"{regularizer_name(r.arm)} ({name(r.method)})" for r in rows.itertuples()]
         ax.set_yticks(range(len(rows)), labels, fontsize=8)
         ax.set_ylim(-0.8, len(rows) - 0.3)
         ax.axvline(0, color="grey", lw=0.8)
         ax.set_title(f"regime {regime}", fontsize=9, loc="left")
     confirmed = measured["confirm_gain"].notna().any()
-    hollow = "\n(hollow: the confirmation on fresh seeds)" if confirmed else ""
+    hollow = (
+        "\n(hollow: the confirmation on fresh seeds, Holm over its own arms)" if confirmed else ""
+    )
     axes[-1, 0].set_xlabel(f"test-accuracy gain over no regularizer (points), 95 % CI{hollow}")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
