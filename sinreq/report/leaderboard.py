@@ -133,13 +133,15 @@ def confirmation_rows(recorded: pd.DataFrame, confirm: pd.DataFrame) -> dict:
     reused = sorted(finals & set(recorded["seed"].dropna().astype(int)))
     found = {}
     for key, method, arm in arm_groups(gap):
-        s = stats[key]
+        s, why = stats[key], ""
         if reused:
             why = f"seed {reused[0]} is also a seed of the regime"
         elif _settings(gap, method, arm) != _settings(ours, method, arm):
             why = "other configurations or lambdas than the regime's"
-        else:
-            found[(method, arm)] = {
+        found[(method, arm)] = (
+            {"confirm_verdict": f"not a confirmation: {why}"}
+            if why
+            else {
                 "confirm_gain": s["pooled_gain"],
                 "confirm_ci_low": s["pooled_ci_low"],
                 "confirm_ci_high": s["pooled_ci_high"],
@@ -147,8 +149,7 @@ def confirmation_rows(recorded: pd.DataFrame, confirm: pd.DataFrame) -> dict:
                 "confirm_seeds": s["pooled_n_seeds"],
                 "confirm_verdict": _verdict(s["pooled_gain"], s["pooled_p_holm"]),
             }
-            continue
-        found[(method, arm)] = {"confirm_verdict": f"not a confirmation: {why}"}
+        )
     return found
 
 
