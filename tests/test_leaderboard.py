@@ -171,11 +171,33 @@ def test_each_rerun_is_tested_again_beside_the_row(tmp_path):
     assert "reruns: gain (95 % CI)" in (out / "leaderboard.md").read_text()
 
 
+def _confirmation(regime: str, gains: dict, seeds_from: int) -> pd.DataFrame:
+    """A confirmation of ``regime``: its rows with ``gains`` on seeds ``seeds_from`` + 0..4."""
+    confirm = _rows(regime, gains)
+    confirm["seed"] += seeds_from
+    confirm["path"] = f"confirm{seeds_from}/" + confirm["path"]
+    return confirm
+
+
+def _pooled(gains: dict) -> dict:
+    """Per arm the one-sample t test over seeds of the mean gain over bits (scipy), and Holm
+    over the arms (statsmodels): ``{arm: (mean, ci, p_holm)}``."""
+    tests = {
+        arm: stats.ttest_1samp(np.mean([gains[arm][b] for b in Q], axis=0), 0.0) for arm in gains
+    }
+    adjusted = multipletests([t.pvalue for t in tests.values()], method="holm")[1]
+    return {
+        arm: (np.mean([gains[arm][b] for b in Q]), t.confidence_interval(0.95), p)
+        for (arm, t), p in zip(tests.items(), adjusted, strict=True)
+    }
+
+
 def test_a_confirmation_on_fresh_seeds_is_tested_with_holm_over_its_own_arms(tmp_path):
-    """``<regime>/confirm/results.csv`` (fresh seeds, lambdas fixed): each arm's pooled test
-    (scipy) with Holm over the confirmation's arms only (statsmodels), beside the regime's row;
-    an arm confirmed at another lambda, or a confirmation that reuses a seed of the regime, is
-    no confirmation; a regime without one shows none."""
+    """``<regime>/confirm*/results.csv`` (fresh seeds, lambdas fixed): each arm's pooled test
+    (scipy) with Holm over that confirmation's arms only (statsmodels), beside the regime's row
+    and in ``confirmations.csv``; a second confirmation is its own family; an arm confirmed at
+    another lambda, or a confirmation that reuses a seed of the regime or of an earlier
+    confirmation, is no confirmation; a regime without one shows none."""
     reports = tmp_path / "reports"
     for regime in GAINS:
         (reports / regime).mkdir(parents=True)
@@ -184,53 +206,60 @@ def test_a_confirmation_on_fresh_seeds_is_tested_with_holm_over_its_own_arms(tmp
         "sinreq": {2: A([0.9, 1.4, 0.2, 1.0, 0.6]), 3: A([0.1, 0.5, -0.2, 0.3, 0.2])},
         "kure": {2: A([0.4, -0.3, 0.8, 0.1, 0.2]), 3: A([0.0, 0.3, -0.4, 0.2, 0.1])},
     }
-    confirm = _rows("alpha", fresh)
-    confirm["seed"] += 5  # seeds no earlier run used
-    confirm["path"] = "confirm/" + confirm["path"]
+    confirm = _confirmation("alpha", fresh, 5)  # seeds no earlier run used
     confirm.loc[confirm["regularizer"] == "kure", "lambda"] = 1.0  # not alpha's choice (0.1)
-    (reports / "alpha" / "confirm").mkdir()
-    confirm.to_csv(reports / "alpha" / "confirm" / "results.csv", index=False)
+    again = {"sinreq": {2: A([0.3, 0.2, 0.5, 0.1, 0.4]), 3: A([0.2, 0.0, 0.3, 0.1, 0.2])}}
+    for where, rows in (("confirm", confirm), ("confirm2", _confirmation("alpha", again, 10))):
+        (reports / "alpha" / where).mkdir()
+        rows.to_csv(reports / "alpha" / where / "results.csv", index=False)
     out = tmp_path / "board"
     assert main(["leaderboard", str(reports), "--out", str(out)]) == 0
+    tested = pd.read_csv(out / "confirmations.csv").set_index(["regime", "confirmation", "arm"])
+    texts = {}
+    # the first confirmation's family is its two arms (kure's lambda is wrong, but it was run)
+    for where, gains, seeds in (("confirm", fresh, "5-9"), ("confirm2", again, "10-14")):
+        gain, ci, p_holm = _pooled(gains)["sinreq"]
+        row = tested.loc[("alpha", where, "q+sinreq")]
+        assert row["gain"] == pytest.approx(gain)
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx((ci.low, ci.high))
+        assert row["p_holm"] == pytest.approx(p_holm)
+        assert row["seeds"] == 5 and row["final_seeds"] == seeds
+        assert row["verdict"] == ("gain" if p_holm < 0.05 else "no detectable effect")
+        worded = (
+            "a gain"
+            if p_holm < 0.05
+            else "not detectable after Holm, although the uncorrected interval excludes zero"
+            if ci.low > 0
+            else "no detectable effect"
+        )
+        texts[where] = (
+            f"{gain:+.2f} [{ci.low:+.2f}, {ci.high:+.2f}], Holm p {p_holm:.2g} (n=5): {worded}"
+        )
+    kure = tested.loc[("alpha", "confirm", "q+kure")]
+    assert kure["verdict"] == (
+        "not a confirmation: other configurations or lambdas than the regime's"
+    )
+    assert np.isnan(kure["gain"])
     board = pd.read_csv(out / "leaderboard.csv").set_index(["regime", "arm"])
-    tests = {
-        arm: stats.ttest_1samp(np.mean([fresh[arm][b] for b in Q], axis=0), 0.0) for arm in fresh
-    }
-    adjusted = multipletests([t.pvalue for t in tests.values()], method="holm")[1]
-    holm = dict(zip(tests, adjusted, strict=True))
-    row, ci = board.loc[("alpha", "q+sinreq")], tests["sinreq"].confidence_interval(0.95)
-    gain = np.mean([fresh["sinreq"][b] for b in Q])
-    assert row["confirm_gain"] == pytest.approx(gain)
-    assert (row["confirm_ci_low"], row["confirm_ci_high"]) == pytest.approx((ci.low, ci.high))
-    assert row["confirm_p_holm"] == pytest.approx(holm["sinreq"])
-    assert row["confirm_seeds"] == 5
-    assert row["confirm_verdict"] == ("gain" if holm["sinreq"] < 0.05 else "no detectable effect")
-    kure = board.loc[("alpha", "q+kure")]
-    assert (
-        kure["confirm_verdict"]
-        == "not a confirmation: other configurations or lambdas than the regime's"
+    assert board.loc[("alpha", "q+sinreq"), "confirmations"] == (
+        f"confirm: {texts['confirm']}; confirm2: {texts['confirm2']}"
     )
-    assert np.isnan(kure["confirm_gain"])
-    assert board.loc[("beta", "q+sinreq"), ["confirm_gain", "confirm_verdict"]].isna().all()
-    worded = (
-        "a gain"
-        if holm["sinreq"] < 0.05
-        else "not detectable after Holm, although the uncorrected interval excludes zero"
-        if ci.low > 0
-        else "no detectable effect"
-    )
-    expected = (
-        f"{gain:+.2f} [{ci.low:+.2f}, {ci.high:+.2f}], Holm p {holm['sinreq']:.2g} (n=5): {worded}"
-    )
+    assert board.loc[("alpha", "q+kure"), "confirmations"].startswith("confirm: not a confirm")
+    assert pd.isna(board.loc[("beta", "q+sinreq"), "confirmations"])
     text = (out / "leaderboard.md").read_text()
-    assert "confirmation on fresh seeds" in text and "SinReQ: " + expected in text
-    # the same runs as beta's own seeds: not fresh, so no confirmation
+    assert "Confirmation `confirm2` on fresh seeds 10-14" in text
+    assert "SinReQ: " + texts["confirm"] in text and "SinReQ: " + texts["confirm2"] in text
+    # the same runs as beta's own seeds, or a confirmation reusing an earlier one's: not fresh
     (reports / "beta" / "confirm").mkdir()
     _rows("beta").to_csv(reports / "beta" / "confirm" / "results.csv", index=False)
+    _confirmation("alpha", again, 7).to_csv(reports / "alpha" / "confirm2" / "results.csv")
     assert main(["leaderboard", str(reports), "--out", str(out)]) == 0
-    board = pd.read_csv(out / "leaderboard.csv").set_index(["regime", "arm"])
-    assert board.loc[("beta", "q+sinreq"), "confirm_verdict"] == (
-        "not a confirmation: seed 0 is also a seed of the regime"
+    tested = pd.read_csv(out / "confirmations.csv").set_index(["regime", "confirmation", "arm"])
+    assert tested.loc[("beta", "confirm", "q+sinreq"), "verdict"] == (
+        "not a confirmation: seed 0 is also a seed of an earlier run of the regime"
+    )
+    assert tested.loc[("alpha", "confirm2", "q+sinreq"), "verdict"] == (
+        "not a confirmation: seed 7 is also a seed of an earlier run of the regime"
     )
 
 

@@ -31,6 +31,15 @@ thread count) replaces the assumption by a measurement: an arm with at least two
 gets a band of at least ``K * rerun_rms / sqrt(n)``, ``rerun_rms`` the root mean square of its
 runs' moves. At 2 bits single runs moved by up to 11 points (``reports/benchmark/ptq``), so no
 5-seed quantized arm there can bind; FP runs moved by 0.3 at most.
+
+Each regularized arm also gets a ``paired_gain`` claim (id ``.../<arm>/gain``): the mean over
+seeds of its test accuracy minus that of ``q`` (lambda 0) of the same configuration and seed,
+with the same rule applied to the per-seed gains (``sd`` their spread, ``rerun_rms`` that of
+the gains' rerun moves). Both arms of a seed start from that seed's FP model, so the pair often
+varies less than either run (LSQ at 2 bits: a 3-sigma band of 0.2-0.7 points against 0.8-1.2 for
+the accuracies): a 1-point shift of an arm, or of ``q`` (every gain moves), then fails there.
+That shared start does not cancel a rerun's machine noise (qat3: rerun rms 0.3-0.9 per gain),
+so a gain claim binds only on a measured rerun (``--rerun``); without one it is informational.
 """
 
 from __future__ import annotations
@@ -67,7 +76,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 SummaryMetric = Literal["closure_mean_of_ratios", "closure_ratio_of_means", "mean_gain_points"]
-RunMetric = Literal["fp_test_acc", "test_acc"]
+RunMetric = Literal["fp_test_acc", "test_acc", "paired_gain"]
 SUMMARY_METRICS: tuple[str, ...] = get_args(SummaryMetric)
 RUN_METRICS: tuple[str, ...] = get_args(RunMetric)
 PASS, FAIL, NOT_MEASURED = "PASS", "FAIL", "NOT MEASURED"
@@ -224,8 +233,26 @@ def _measure(
     if metric == "fp_test_acc":
         select.update(method="fp", arm="fp")
     reported = reported_runs(with_defaults(results))
-    chosen = reported[match(reported, select)]["test_acc"].dropna()
+    chosen = reported[match(reported, select)]
+    if metric == "paired_gain":
+        chosen = paired_with_none(chosen, reported[match(reported, none_of(select))])
+        return (float(chosen["gain"].mean()) if len(chosen) else math.nan), len(chosen)
+    chosen = chosen["test_acc"].dropna()
     return (float(chosen.mean()) if len(chosen) else math.nan), len(chosen)
+
+
+def none_of(select: dict[str, Any]) -> dict[str, Any]:
+    """The selection of the unregularized arm ``q`` of the configuration ``select`` names."""
+    return {k: v for k, v in select.items() if k not in ("arm", "lambda")} | {"arm": "q"}
+
+
+def paired_with_none(runs: pd.DataFrame, none: pd.DataFrame) -> pd.DataFrame:
+    """Per seed of ``runs`` (an arm's runs of one configuration) the gain over ``none`` (that
+    configuration's ``q`` runs) of the same seed: columns ``seed``, ``gain`` = test_acc - the
+    ``q`` run's, and both run folders ``path``, ``path_q``."""
+    columns = ["seed", "test_acc", "path"]
+    pairs = runs[columns].dropna().merge(none[columns].dropna(), on="seed", suffixes=("", "_q"))
+    return pairs.assign(gain=pairs["test_acc"] - pairs["test_acc_q"])
 
 
 def _in_scope(
@@ -388,15 +415,16 @@ def study_references(
     cap: float = REFERENCE_CAP,
     moves: dict[str, float] | None = None,
 ) -> list[dict[str, Any]]:
-    """Regression claims (validated :class:`Claim` mappings) protecting the study ``profile``
-    of ``results``: one per (model, dataset, width) for FP (``fp_test_acc``) and one per
+    """Regression claims (validated :class:`Claim` mappings) protecting the study ``profile`` of
+    ``results``: one per (model, dataset, width) for FP (``fp_test_acc``) and one per
     configuration (:data:`~sinreq.report.results.CONFIG_KEYS`) and arm for the quantized runs
     (``test_acc`` selected by configuration and ``arm``, and by ``lambda`` when an arm's final
     runs have several): the mean test accuracy of the runs ``sinreq check`` averages
     (:func:`~sinreq.report.results.reported_runs`), ``runs`` their number, the tolerance by
     :func:`reference_tolerance` from their spread over seeds and, for arms with runs in
-    ``moves`` (:func:`rerun_moves`; at least two), the measured rerun noise. ``source`` names
-    the results."""
+    ``moves`` (:func:`rerun_moves`; at least two), the measured rerun noise. Each regularized
+    arm also gets its ``paired_gain`` over ``q`` by the same rule. ``source`` names the
+    results."""
     df = with_defaults(results)
     if df["profile"].notna().any():
         df = df[df["profile"] == profile]
@@ -417,13 +445,13 @@ def study_references(
         for lam, runs in config.groupby("lambda", dropna=False) if several else [(None, config)]:
             groups.append(({**key, "lambda": lam} if several else key, runs))
 
+    moves = moves or {}
     claims = []
     for key, runs in groups:
         key = {column: _plain(value) for column, value in key.items()}
         acc, n = runs["test_acc"], len(runs)
-        sd = float(acc.std()) if n > 1 else math.nan
-        moved = [moves[p] for p in runs["path"] if p in (moves or {})]
-        rms = math.sqrt(sum(d * d for d in moved) / len(moved)) if len(moved) > 1 else math.nan
+        moved = [moves[p] for p in runs["path"] if p in moves]
+        sd, rms = _sd(acc), _rms(moved)
         tolerance, informational = reference_tolerance(sd, n, k, floor, cap, rms)
         arm = key.get("arm", "fp")
         where = f"{profile}/{key['model']}/{key['dataset']}"
@@ -460,7 +488,41 @@ def study_references(
             "informational": informational,
         }
         claims.append(_validated(claim, len(claims)))
+        if arm not in ("fp", "q"):  # the same arm's gain over q, paired by seed: often tighter
+            pairs = paired_with_none(runs, reported[match(reported, none_of(key))])
+            moved = [
+                moves[a] - moves[b]
+                for a, b in zip(pairs["path"], pairs["path_q"], strict=True)
+                if a in moves and b in moves
+            ]
+            m, sd, rms = len(pairs), _sd(pairs["gain"]), _rms(moved)
+            tolerance, informational = reference_tolerance(sd, m, k, floor, cap, rms)
+            rerun = f"; rerun rms {rms:.2f} over {len(moved)} pairs"
+            if not math.isfinite(rms):  # the seeds' shared FP model cancels, the machine's not
+                tolerance, informational, rerun = cap, True, "; no measured rerun"
+            claim = claim | {
+                "id": f"{name}/gain",
+                "description": f"gain of {what} over q (lambda 0), paired by seed, on "
+                f"{key['model']}/{key['dataset']}, mean of {m} seeds",
+                "source": f"{source}; seed std of the gain {sd:.2f}{rerun}",
+                "metric": "paired_gain",
+                "expected": round(float(pairs["gain"].mean()), 3),
+                "tolerance": tolerance,
+                "runs": m,
+                "informational": informational,
+            }
+            claims.append(_validated(claim, len(claims)))
     return claims
+
+
+def _sd(values: pd.Series) -> float:
+    """The sample standard deviation (NaN for fewer than two values)."""
+    return float(values.std()) if len(values) > 1 else math.nan
+
+
+def _rms(moves: list[float]) -> float:
+    """The root mean square of measured rerun moves (NaN for fewer than two)."""
+    return math.sqrt(sum(d * d for d in moves) / len(moves)) if len(moves) > 1 else math.nan
 
 
 def _marks(profile: str) -> tuple[str, str]:

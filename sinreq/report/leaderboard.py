@@ -10,17 +10,19 @@ interval, the lambda(s) chosen on validation, and the paper's claim beside SinRe
 regime does not run are listed as ``n/a`` with the reason its profile gives (``not_applicable``).
 Where a regime was rerun (``<regime>/rerun_*.csv`` of ``benchmarks/rerun_runs.py``), each rerun's
 gain and 95 % interval are shown beside the row (not Holm-corrected): does the verdict replicate?
-Where a regime was confirmed on fresh seeds (``<regime>/confirm/results.csv``: its profile fixes
-each arm's lambda to the regime's validated choice and runs seeds no earlier run used), the
-confirmation's own pooled test is shown beside the row, Holm-corrected over the confirmation's
-arms only: a family decided in advance, on data that did not suggest it.
+Where a regime was confirmed on fresh seeds (``<regime>/confirm*/results.csv``, in the order
+``confirm``, ``confirm2``, ...: each profile fixes its arms' lambdas to the regime's validated
+choices and runs seeds no earlier run of the regime used), each confirmation's pooled test is shown
+beside the row, Holm-corrected over that confirmation's arms only: a family decided in advance,
+on data that did not suggest it. ``confirmations.csv`` holds them, one row per confirmation and
+arm.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -42,9 +44,11 @@ if TYPE_CHECKING:
 ARMS = ("q+sinreq", "q+msqe", "q+dampen", "q+kure", "q+binreg")
 COLUMNS = (
     "regime method arm configs seeds gain ci_low ci_high p p_holm verdict gap closure "
-    "closure_ci_low closure_ci_high lambdas paper_gain reruns confirm_gain confirm_ci_low "
-    "confirm_ci_high confirm_p_holm confirm_seeds confirm_verdict"
+    "closure_ci_low closure_ci_high lambdas paper_gain reruns confirmations"
 ).split()
+CONFIRM_COLUMNS = (
+    "regime confirmation final_seeds method arm gain ci_low ci_high p_holm seeds verdict".split()
+)
 
 
 REGIMES = ("paper", "qat", "qat3", "lsq", "lsq3", "ptq", "ptq3")  # the issue's order, then by name
@@ -122,35 +126,62 @@ def _settings(gap: pd.DataFrame, method: str, arm: str) -> dict[tuple, str]:
     return dict(zip(keys, (f"{lam:g}" for lam in rows["lambda"]), strict=True))
 
 
-def confirmation_rows(recorded: pd.DataFrame, confirm: pd.DataFrame) -> dict:
-    """``{(method, arm): confirm_* columns}`` of the confirmation ``confirm`` of the regime
-    ``recorded``: each arm's pooled test and its p Holm-corrected over the confirmation's own
-    arms (:func:`method_statistics`). It confirms nothing (its verdict says so, no numbers) where
-    a final seed of it is a seed of the regime, or an arm ran other configurations or lambdas."""
+def _seed_list(seeds: set[int]) -> str:
+    """``5-12`` for a run of consecutive seeds, else ``1,4,9``."""
+    ordered = sorted(seeds)
+    if ordered and ordered == list(range(ordered[0], ordered[-1] + 1)) and len(ordered) > 2:
+        return f"{ordered[0]}-{ordered[-1]}"
+    return ",".join(map(str, ordered))
+
+
+def confirmation_rows(recorded: pd.DataFrame, confirm: pd.DataFrame, used: set[int]) -> list:
+    """The rows (:data:`CONFIRM_COLUMNS` but the regime's and the confirmation's names) of the
+    confirmation ``confirm`` of the regime ``recorded``: each arm's pooled test and its p
+    Holm-corrected over the confirmation's own arms (:func:`method_statistics`). It confirms
+    nothing (its verdict says so, no numbers) where a final seed of it is in ``used`` (the seeds
+    of the regime and of its earlier confirmations), or an arm ran other configurations or
+    lambdas than the regime's."""
     gap, ours = gap_table(confirm), gap_table(recorded)
     stats = method_statistics(confirm, gap)
     finals = set(confirm.loc[confirm["phase"] == "final", "seed"].dropna().astype(int))
-    reused = sorted(finals & set(recorded["seed"].dropna().astype(int)))
-    found = {}
+    reused = sorted(finals & used)
+    rows = []
     for key, method, arm in arm_groups(gap):
         s, why = stats[key], ""
         if reused:
-            why = f"seed {reused[0]} is also a seed of the regime"
+            why = f"seed {reused[0]} is also a seed of an earlier run of the regime"
         elif _settings(gap, method, arm) != _settings(ours, method, arm):
             why = "other configurations or lambdas than the regime's"
-        found[(method, arm)] = (
-            {"confirm_verdict": f"not a confirmation: {why}"}
+        found = {"final_seeds": _seed_list(finals), "method": method, "arm": arm}
+        rows.append(
+            found | {"verdict": f"not a confirmation: {why}"}
             if why
-            else {
-                "confirm_gain": s["pooled_gain"],
-                "confirm_ci_low": s["pooled_ci_low"],
-                "confirm_ci_high": s["pooled_ci_high"],
-                "confirm_p_holm": s["pooled_p_holm"],
-                "confirm_seeds": s["pooled_n_seeds"],
-                "confirm_verdict": _verdict(s["pooled_gain"], s["pooled_p_holm"]),
+            else found
+            | {
+                "gain": s["pooled_gain"],
+                "ci_low": s["pooled_ci_low"],
+                "ci_high": s["pooled_ci_high"],
+                "p_holm": s["pooled_p_holm"],
+                "seeds": s["pooled_n_seeds"],
+                "verdict": _verdict(s["pooled_gain"], s["pooled_p_holm"]),
             }
         )
-    return found
+    return rows
+
+
+def confirmations(regime: str, path: Path) -> list[dict]:
+    """Every confirmation of the regime whose ``results.csv`` is ``path``
+    (``confirm*/results.csv`` beside it, ``confirm`` first, then ``confirm2``, ...), each
+    checked for fresh seeds against the regime and the confirmations before it."""
+    recorded = read_results(path)
+    used = set(recorded["seed"].dropna().astype(int))
+    rows = []
+    for found in sorted(path.parent.glob("confirm*/results.csv"), key=lambda p: (len(str(p)), p)):
+        confirm = read_results(found)
+        named = {"regime": regime, "confirmation": found.parent.name}
+        rows += [named | r for r in confirmation_rows(recorded, confirm, used)]
+        used |= set(confirm["seed"].dropna().astype(int))
+    return rows
 
 
 def _not_run(regime: str, methods: list[str], present: set[str], reasons: dict) -> list[dict]:
@@ -170,15 +201,15 @@ def _not_run(regime: str, methods: list[str], present: set[str], reasons: dict) 
 
 def leaderboard(
     regimes: dict[str, Path], reference: Path | None = None, profiles: Path | None = None
-) -> pd.DataFrame:
-    """The leaderboard of the regimes ``{name: results.csv}`` (see the module docstring); the
-    reasons for arms not run come from ``profiles/<regime>.yaml``."""
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(board, confirmations)`` of the regimes ``{name: results.csv}`` (see the module
+    docstring); the reasons for arms not run come from ``profiles/<regime>.yaml``."""
     import pandas as pd
 
     from sinreq.stats import holm
 
     paper = _paper_gains(reference)
-    rows, idle = [], []
+    rows, idle, checks = [], [], []
     for regime, path in regimes.items():
         results = read_results(path)
         measured = regime_rows(regime, results, paper)
@@ -186,11 +217,13 @@ def leaderboard(
         for r in measured:
             key = (r["method"], r["arm"])
             r["reruns"] = "; ".join(g.get(key, "not rerun") for g in again) or None
-        confirm = path.parent / "confirm" / "results.csv"
-        if confirm.is_file():
-            confirmed = confirmation_rows(results, read_results(confirm))
-            for r in measured:
-                r |= confirmed.get((r["method"], r["arm"]), {"confirm_verdict": "not run"})
+        confirmed = confirmations(regime, path)
+        for r in measured if confirmed else []:
+            mine = [c for c in confirmed if (c["method"], c["arm"]) == (r["method"], r["arm"])]
+            r["confirmations"] = (
+                "; ".join(f"{c['confirmation']}: {confirmation(c)}" for c in mine) or "not run"
+            )
+        checks += confirmed
         rows += measured
         methods = sorted({r["method"] for r in measured})
         idle += _not_run(
@@ -202,7 +235,8 @@ def leaderboard(
     board = pd.DataFrame(rows, columns=COLUMNS)
     board["p_holm"] = holm(board["p"].tolist(), ALPHA)[0] if len(board) else []
     board["verdict"] = [_verdict(r.gain, r.p_holm) for r in board.itertuples()]
-    return pd.concat([board, pd.DataFrame(idle, columns=COLUMNS)], ignore_index=True)
+    board = pd.concat([board, pd.DataFrame(idle, columns=COLUMNS)], ignore_index=True)
+    return board, pd.DataFrame(checks, columns=CONFIRM_COLUMNS)
 
 
 def _paper_gains(reference: Path | None) -> dict[str, float]:
@@ -224,8 +258,11 @@ def _reasons(profile: Path) -> dict[str, str]:
     return (data or {}).get("not_applicable") or {}
 
 
-def verdict_paragraph(board: pd.DataFrame, regime: str) -> str:
-    """One paragraph per regime, worded as strong as the Holm-corrected intervals allow."""
+def verdict_paragraph(
+    board: pd.DataFrame, regime: str, confirmed: pd.DataFrame | None = None
+) -> str:
+    """One paragraph per regime, worded as strong as the Holm-corrected intervals allow, then
+    its ``confirmed`` rows (:func:`confirmations`)."""
     rows = board[(board["regime"] == regime) & board["gain"].notna()]
     if rows.empty:
         return f"**{regime}**: nothing measured yet."
@@ -245,14 +282,13 @@ def verdict_paragraph(board: pd.DataFrame, regime: str) -> str:
         f"{n_gain} arm(s) with a detectable gain, {n_harm} with a detectable loss, "
         f"{len(rows) - n_gain - n_harm} with no detectable effect at Holm-corrected 5 %. "
     )
-    confirmed = rows[rows["confirm_verdict"].notna()]
-    tail = ""
-    if len(confirmed):
-        tail = (
-            " Confirmation on fresh seeds (each lambda fixed to this choice; Holm over the "
-            "confirmation's own arms): "
+    tail, mine = "", confirmed[confirmed["regime"] == regime] if confirmed is not None else []
+    for name_, conf in mine.groupby("confirmation", sort=False) if len(mine) else ():
+        tail += (
+            f" Confirmation `{name_}` on fresh seeds {conf['final_seeds'].iloc[0]} (each lambda "
+            "fixed to this choice; Holm over its own arms): "
             + "; ".join(
-                f"{regularizer_name(r.arm)}: {confirmation(r)}" for r in confirmed.itertuples()
+                f"{regularizer_name(c['arm'])}: {confirmation(c)}" for c in conf.to_dict("records")
             )
             + "."
         )
@@ -267,20 +303,20 @@ def _worded(verdict: str, low: float, high: float) -> str:
     return {"gain": "a gain", "harm": "a loss"}.get(verdict, verdict)
 
 
-def confirmation(r: Any) -> str:
-    """A board row's confirmation: ``+1.20 [+0.40, +2.00], Holm p 0.01 (n=8): a gain``."""
-    if not isinstance(r.confirm_verdict, str):
-        return "-"
-    if not math.isfinite(r.confirm_gain):
-        return r.confirm_verdict
+def confirmation(c: dict) -> str:
+    """One confirmation row (:data:`CONFIRM_COLUMNS`) in words:
+    ``+1.20 [+0.40, +2.00], Holm p 0.01 (n=8): a gain``."""
+    gain = c.get("gain", math.nan)
+    if not (isinstance(gain, float) and math.isfinite(gain)):
+        return c["verdict"]
     return (
-        f"{fmt(r.confirm_gain, '+.2f')} {interval(r.confirm_ci_low, r.confirm_ci_high)}, "
-        f"Holm p {fmt(r.confirm_p_holm, '.2g')} (n={r.confirm_seeds:.0f}): "
-        + _worded(r.confirm_verdict, r.confirm_ci_low, r.confirm_ci_high)
+        f"{fmt(gain, '+.2f')} {interval(c['ci_low'], c['ci_high'])}, "
+        f"Holm p {fmt(c['p_holm'], '.2g')} (n={c['seeds']:.0f}): "
+        + _worded(c["verdict"], c["ci_low"], c["ci_high"])
     )
 
 
-def leaderboard_markdown(board: pd.DataFrame, command: str) -> str:
+def leaderboard_markdown(board: pd.DataFrame, confirmed: pd.DataFrame, command: str) -> str:
     """``leaderboard.md``: the verdicts per regime, then the table."""
     regimes = list(dict.fromkeys(board["regime"]))
     lines = [
@@ -294,14 +330,15 @@ def leaderboard_markdown(board: pd.DataFrame, command: str) -> str:
         "configuration (never on test). Reruns: the same test on each committed rerun of the "
         "regime (`rerun_*.csv`: the same runs trained again, another thread count or day; not "
         "Holm-corrected; `not rerun`: the rerun has no final runs of that arm at the recorded "
-        "lambda, because it chose another one or reran only some arms). Confirmation: the "
-        "regime's profile run again on fresh seeds with each arm's lambda fixed to the "
-        "regime's choice (`<regime>/confirm/results.csv`); its pooled test, Holm-corrected "
-        "over the confirmation's own arms (a family decided in advance).",
+        "lambda, because it chose another one or reran only some arms). Confirmations: the "
+        "regime's profile run again on fresh seeds with some or all of its arms, each lambda "
+        "fixed to the regime's choice (`<regime>/confirm*/results.csv`, also in "
+        "`confirmations.csv`); each one's pooled test, Holm-corrected over its own arms (a "
+        "family decided in advance).",
         "",
         "## Verdicts",
         "",
-        *[verdict_paragraph(board, r) + "\n" for r in regimes],
+        *[verdict_paragraph(board, r, confirmed) + "\n" for r in regimes],
         "## Table",
         "",
         table(
@@ -324,7 +361,9 @@ def leaderboard_markdown(board: pd.DataFrame, command: str) -> str:
                     "paper's gain": fmt(r.paper_gain, "+.1f"),
                     "seeds": fmt(r.seeds, ".0f"),
                     "reruns: gain (95 % CI)": r.reruns if isinstance(r.reruns, str) else "-",
-                    "confirmation on fresh seeds": confirmation(r),
+                    "confirmations on fresh seeds": r.confirmations
+                    if isinstance(r.confirmations, str)
+                    else "-",
                 }
                 for r in board.itertuples()
             ],
@@ -335,14 +374,15 @@ def leaderboard_markdown(board: pd.DataFrame, command: str) -> str:
     return "\n".join(lines)
 
 
-def plot_forest(board: pd.DataFrame, path: Path) -> None:
-    """The forest plot: per regime a panel, per arm its gain with the 95 % CI (a hollow marker
-    below: the confirmation on fresh seeds, where there is one), zero marked."""
+def plot_forest(board: pd.DataFrame, confirmed: pd.DataFrame, path: Path) -> None:
+    """The forest plot: per regime a panel, per arm its gain with the 95 % CI (hollow markers
+    below: its confirmations on fresh seeds, where there are some), zero marked."""
     from sinreq.plotting import pyplot
     from sinreq.report.plots import palette
 
     plt = pyplot()
     measured = board[board["gain"].notna()]
+    tested = confirmed[confirmed["gain"].notna()]
     regimes = list(dict.fromkeys(measured["regime"])) or ["(none)"]
     colours = palette([a.split(" ")[0] for a in measured["arm"]], first="q+sinreq")
     heights = [max(1, int((measured["regime"] == r).sum())) for r in regimes]
@@ -362,14 +402,18 @@ def plot_forest(board: pd.DataFrame, path: Path) -> None:
                 f"Holm p {fmt(r.p_holm, '.2g')}", (1.01, y), xycoords=("axes fraction", "data"),
                 fontsize=7, va="center",
             )  # fmt: skip
-            if math.isfinite(r.confirm_gain):  # the fresh-seed confirmation, hollow, below
-                low, high = r.confirm_gain - r.confirm_ci_low, r.confirm_ci_high - r.confirm_gain
+            mine = tested[
+                (tested["regime"] == regime) & (tested["method"] == r.method)
+                & (tested["arm"] == r.arm)
+            ]  # fmt: skip
+            for i, c in enumerate(mine.itertuples(), 1):  # fresh-seed confirmations, hollow
+                at = y - 0.22 * i
                 ax.errorbar(
-                    r.confirm_gain, y - 0.3, xerr=[[low], [high]], fmt="o", mfc="white",
-                    color=colour, capsize=3,
+                    c.gain, at, xerr=[[c.gain - c.ci_low], [c.ci_high - c.gain]], fmt="o",
+                    mfc="white", color=colour, capsize=2, markersize=4,
                 )  # fmt: skip
                 ax.annotate(
-                    f"conf. Holm p {fmt(r.confirm_p_holm, '.2g')}", (1.01, y - 0.3),
+                    f"{c.confirmation}: Holm p {fmt(c.p_holm, '.2g')}", (1.01, at),
                     xycoords=("axes fraction", "data"), fontsize=6, va="center", color="dimgrey",
                 )  # fmt: skip
         labels = [f"{regularizer_name(r.arm)} ({name(r.method)})" for r in rows.itertuples()]
@@ -377,10 +421,8 @@ def plot_forest(board: pd.DataFrame, path: Path) -> None:
         ax.set_ylim(-0.8, len(rows) - 0.3)
         ax.axvline(0, color="grey", lw=0.8)
         ax.set_title(f"regime {regime}", fontsize=9, loc="left")
-    confirmed = measured["confirm_gain"].notna().any()
-    hollow = (
-        "\n(hollow: the confirmation on fresh seeds, Holm over its own arms)" if confirmed else ""
-    )
+    hollow = "\n(hollow: confirmations on fresh seeds, Holm over their own arms)"
+    hollow = hollow if len(tested) else ""
     axes[-1, 0].set_xlabel(f"test-accuracy gain over no regularizer (points), 95 % CI{hollow}")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -391,20 +433,21 @@ def leaderboard_command(
     root: Path, out: Path, reference: Path | None, profiles: Path = Path("pipelines/benchmark")
 ) -> int:
     """``sinreq leaderboard ROOT``: every ``ROOT/<regime>/results.csv`` (the regime's profile:
-    ``profiles/<regime>.yaml``); writes ``leaderboard.{csv,md,png}`` into ``out`` and prints the
-    verdicts."""
+    ``profiles/<regime>.yaml``); writes ``leaderboard.{csv,md,png}`` and ``confirmations.csv``
+    into ``out`` and prints the verdicts."""
     found = {p.parent.name: p for p in sorted(root.glob("*/results.csv"))}
     order = [r for r in REGIMES if r in found] + [r for r in found if r not in REGIMES]
     regimes = {r: found[r] for r in order}
     if not regimes:
         raise ValueError(f"{root}: no <regime>/results.csv; run a benchmark profile first")
-    board = leaderboard(regimes, reference, profiles)
+    board, confirmed = leaderboard(regimes, reference, profiles)
     out.mkdir(parents=True, exist_ok=True)
     board.to_csv(out / "leaderboard.csv", index=False)
+    confirmed.to_csv(out / "confirmations.csv", index=False)
     ref = f" --reference {reference}" if reference else ""
     command = f"sinreq leaderboard {root} --out {out}{ref}"
-    (out / "leaderboard.md").write_text(leaderboard_markdown(board, command))
-    plot_forest(board, out / "leaderboard.png")
+    (out / "leaderboard.md").write_text(leaderboard_markdown(board, confirmed, command))
+    plot_forest(board, confirmed, out / "leaderboard.png")
     for regime in regimes:
-        print(verdict_paragraph(board, regime))
+        print(verdict_paragraph(board, regime, confirmed))
     return 0
