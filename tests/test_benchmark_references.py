@@ -70,10 +70,13 @@ def _claim(claims: list[dict], method: str, bits: str, arm: str, gain: bool = Fa
 def _recorded_reruns(profile: str) -> list[Path]:
     """The rerun CSVs the profile's references were recorded with (``--rerun`` in its block's
     ``Re-record`` line)."""
-    for line in REFERENCE.read_text().splitlines():
-        if "Re-record: sinreq references" in line and f"--profile {profile} " in line:
-            return [REPO / path for path in re.findall(r"--rerun (\S+)", line)]
-    return []
+    lines = [
+        line
+        for line in REFERENCE.read_text().splitlines()
+        if "Re-record: sinreq references" in line and f"--profile {profile} " in line
+    ]
+    assert len(lines) == 1, f"{profile}: no single Re-record line in {REFERENCE.name}"
+    return [REPO / path for path in re.findall(r"--rerun (\S+)", lines[0])]
 
 
 def _band(values: pd.Series, moved: list[float]) -> float:

@@ -209,12 +209,19 @@ def test_a_confirmation_on_fresh_seeds_is_tested_with_holm_over_its_own_arms(tmp
     confirm = _confirmation("alpha", fresh, 5)  # seeds no earlier run used
     confirm.loc[confirm["regularizer"] == "kure", "lambda"] = 1.0  # not alpha's choice (0.1)
     again = {"sinreq": {2: A([0.3, 0.2, 0.5, 0.1, 0.4]), 3: A([0.2, 0.0, 0.3, 0.1, 0.2])}}
-    for where, rows in (("confirm", confirm), ("confirm2", _confirmation("alpha", again, 10))):
+    for where, rows in (
+        ("confirm10", _confirmation("alpha", again, 20)),  # the tenth: after the second
+        ("confirm_draft", _confirmation("alpha", again, 30)),  # not a confirmation's name
+        ("confirm2", _confirmation("alpha", again, 10)),
+        ("confirm", confirm),
+    ):
         (reports / "alpha" / where).mkdir()
         rows.to_csv(reports / "alpha" / where / "results.csv", index=False)
     out = tmp_path / "board"
     assert main(["leaderboard", str(reports), "--out", str(out)]) == 0
-    tested = pd.read_csv(out / "confirmations.csv").set_index(["regime", "confirmation", "arm"])
+    tested = pd.read_csv(out / "confirmations.csv")
+    assert list(dict.fromkeys(tested["confirmation"])) == ["confirm", "confirm2", "confirm10"]
+    tested = tested.set_index(["regime", "confirmation", "arm"])
     texts = {}
     # the first confirmation's family is its two arms (kure's lambda is wrong, but it was run)
     for where, gains, seeds in (("confirm", fresh, "5-9"), ("confirm2", again, "10-14")):
@@ -242,7 +249,8 @@ def test_a_confirmation_on_fresh_seeds_is_tested_with_holm_over_its_own_arms(tmp
     assert np.isnan(kure["gain"])
     board = pd.read_csv(out / "leaderboard.csv").set_index(["regime", "arm"])
     assert board.loc[("alpha", "q+sinreq"), "confirmations"] == (
-        f"confirm: {texts['confirm']}; confirm2: {texts['confirm2']}"
+        f"confirm: {texts['confirm']}; confirm2: {texts['confirm2']}; "
+        f"confirm10: {texts['confirm2']}"  # the same gains on seeds 20-24
     )
     assert board.loc[("alpha", "q+kure"), "confirmations"].startswith("confirm: not a confirm")
     assert pd.isna(board.loc[("beta", "q+sinreq"), "confirmations"])
@@ -252,7 +260,9 @@ def test_a_confirmation_on_fresh_seeds_is_tested_with_holm_over_its_own_arms(tmp
     # the same runs as beta's own seeds, or a confirmation reusing an earlier one's: not fresh
     (reports / "beta" / "confirm").mkdir()
     _rows("beta").to_csv(reports / "beta" / "confirm" / "results.csv", index=False)
-    _confirmation("alpha", again, 7).to_csv(reports / "alpha" / "confirm2" / "results.csv")
+    _confirmation("alpha", again, 7).to_csv(
+        reports / "alpha" / "confirm2" / "results.csv", index=False
+    )
     assert main(["leaderboard", str(reports), "--out", str(out)]) == 0
     tested = pd.read_csv(out / "confirmations.csv").set_index(["regime", "confirmation", "arm"])
     assert tested.loc[("beta", "confirm", "q+sinreq"), "verdict"] == (

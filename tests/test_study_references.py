@@ -224,6 +224,28 @@ def test_a_measured_rerun_widens_an_arms_band(tmp_path, capsys):
     assert f"rerun rms {rms:.2f} over {len(q)} runs" in moved["source"]
     kept = claims["fashion/cifar10_convnet/fashion_mnist/dorefa_w3a3_8bit/q"]
     assert "rerun" not in kept["source"]
+    # the gain of SinReQ over q: informational without a rerun of its pairs, binding with one
+    gain_id = "fashion/cifar10_convnet/fashion_mnist/dorefa_w4a4_8bit/q+sinreq/gain"
+    assert claims[gain_id]["informational"] and "no measured rerun" in claims[gain_id]["source"]
+    sinreq = study[final_rows(study, "dorefa", 4, "q+sinreq")]
+    pairs = sinreq.merge(q, on="seed", suffixes=("", "_q"))
+    own = [0.1, 0.2, -0.1, 0.3, 0.0][: len(pairs)]
+    pd.DataFrame({"run": list(q["path"]) + list(sinreq["path"]),
+                  "diff": moves + own}).to_csv(tmp_path / "rerun.csv", index=False)  # fmt: skip
+    assert main(["references", str(REPO / RESULTS), "--rerun", str(tmp_path / "rerun.csv")]) == 0
+    reference.write_text("claims:\n" + capsys.readouterr().out)
+    gain = {c["id"]: c for c in load_reference(reference)}[gain_id]
+    by_seed = dict(zip(q["seed"], moves, strict=True))
+    pair_moves = [m - by_seed[s] for s, m in zip(sinreq["seed"], own, strict=True)]
+    gains = pairs["test_acc"] - pairs["test_acc_q"]
+    band = max(
+        3 * gains.std() * (2 / len(pairs)) ** 0.5,
+        3 * (sum(d * d for d in pair_moves) / len(pair_moves)) ** 0.5 / len(pairs) ** 0.5,
+    )
+    assert gain["tolerance"] == round(min(max(band, 0.5), 0.9), 2)
+    assert not gain["informational"] and band <= 0.9  # the rerun band, 0.75, binds here
+    assert "over 5 pairs" in gain["source"]
+    assert gain["expected"] == pytest.approx(gains.mean(), abs=1e-3)
     (tmp_path / "bad.csv").write_text("run,acc\nx,1\n")
     assert main(["references", str(REPO / RESULTS), "--rerun", str(tmp_path / "bad.csv")]) == 2
     assert "allowed: a CSV of benchmarks/rerun_runs.py" in capsys.readouterr().err
@@ -304,3 +326,19 @@ def test_runs_is_for_run_metrics_only(tmp_path):
     (tmp_path / "ref.yaml").write_text(yaml.safe_dump({"claims": [entry]}))
     with pytest.raises(ValueError, match="'runs' is for the run metrics"):
         load_reference(tmp_path / "ref.yaml")
+
+
+def test_two_q_runs_of_one_seed_make_the_pairing_ambiguous(tmp_path, capsys):
+    """A configuration with two ``q`` runs of one seed (results of two profiles merged by
+    hand, say): ``sinreq references`` cannot pair the gains by seed and says which seed, in
+    one line with exit 2, instead of averaging every combination."""
+    from sinreq.cli import main
+
+    study = pd.read_csv(REPO / RESULTS)
+    q = study[final_rows(study, "dorefa", 4, "q")].iloc[:1]
+    twice = pd.concat([study, q.assign(path=q["path"] + "-again")], ignore_index=True)
+    twice.to_csv(tmp_path / "results.csv", index=False)
+    assert main(["references", str(tmp_path / "results.csv")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"several q runs of seed {q['seed'].iloc[0]}" in err and "one q run per seed" in err

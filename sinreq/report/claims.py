@@ -36,7 +36,7 @@ Each regularized arm also gets a ``paired_gain`` claim (id ``.../<arm>/gain``): 
 seeds of its test accuracy minus that of ``q`` (lambda 0) of the same configuration and seed,
 with the same rule applied to the per-seed gains (``sd`` their spread, ``rerun_rms`` that of
 the gains' rerun moves). Both arms of a seed start from that seed's FP model, so the pair often
-varies less than either run (LSQ at 2 bits: a 3-sigma band of 0.2-0.7 points against 0.8-1.2 for
+varies less than either run (LSQ at 2 bits: 3-sigma bands of 0.2-0.5 points against 0.8-1.2 for
 the accuracies): a 1-point shift of an arm, or of ``q`` (every gain moves), then fails there.
 That shared start does not cancel a rerun's machine noise (qat3: rerun rms 0.3-0.9 per gain),
 so a gain claim binds only on a measured rerun (``--rerun``); without one it is informational.
@@ -249,9 +249,18 @@ def none_of(select: dict[str, Any]) -> dict[str, Any]:
 def paired_with_none(runs: pd.DataFrame, none: pd.DataFrame) -> pd.DataFrame:
     """Per seed of ``runs`` (an arm's runs of one configuration) the gain over ``none`` (that
     configuration's ``q`` runs) of the same seed: columns ``seed``, ``gain`` = test_acc - the
-    ``q`` run's, and both run folders ``path``, ``path_q``."""
+    ``q`` run's, and both run folders ``path``, ``path_q``. Several ``q`` runs of one seed make
+    the pairing ambiguous: a ValueError naming the seed."""
     columns = ["seed", "test_acc", "path"]
-    pairs = runs[columns].dropna().merge(none[columns].dropna(), on="seed", suffixes=("", "_q"))
+    none = none[columns].dropna()
+    twice = none.loc[none["seed"].duplicated(), "seed"]
+    if len(twice):
+        paths = ", ".join(none.loc[none["seed"] == twice.iloc[0], "path"])
+        raise ValueError(
+            f"several q runs of seed {twice.iloc[0]:g} in one configuration ({paths}); "
+            "allowed: one q run per seed and configuration"
+        )
+    pairs = runs[columns].dropna().merge(none, on="seed", suffixes=("", "_q"))
     return pairs.assign(gain=pairs["test_acc"] - pairs["test_acc_q"])
 
 
@@ -488,31 +497,47 @@ def study_references(
             "informational": informational,
         }
         claims.append(_validated(claim, len(claims)))
-        if arm not in ("fp", "q"):  # the same arm's gain over q, paired by seed: often tighter
+        if arm not in ("fp", "q"):  # its gain over q, paired by seed
             pairs = paired_with_none(runs, reported[match(reported, none_of(key))])
-            moved = [
-                moves[a] - moves[b]
-                for a, b in zip(pairs["path"], pairs["path_q"], strict=True)
-                if a in moves and b in moves
-            ]
-            m, sd, rms = len(pairs), _sd(pairs["gain"]), _rms(moved)
-            tolerance, informational = reference_tolerance(sd, m, k, floor, cap, rms)
-            rerun = f"; rerun rms {rms:.2f} over {len(moved)} pairs"
-            if not math.isfinite(rms):  # the seeds' shared FP model cancels, the machine's not
-                tolerance, informational, rerun = cap, True, "; no measured rerun"
-            claim = claim | {
-                "id": f"{name}/gain",
-                "description": f"gain of {what} over q (lambda 0), paired by seed, on "
-                f"{key['model']}/{key['dataset']}, mean of {m} seeds",
-                "source": f"{source}; seed std of the gain {sd:.2f}{rerun}",
-                "metric": "paired_gain",
-                "expected": round(float(pairs["gain"].mean()), 3),
-                "tolerance": tolerance,
-                "runs": m,
-                "informational": informational,
-            }
-            claims.append(_validated(claim, len(claims)))
+            rule = (k, floor, cap)
+            gain = _gain_claim(claim, what, source, pairs, moves, rule) if len(pairs) else None
+            claims += [_validated(gain, len(claims))] if gain else []
     return claims
+
+
+def _gain_claim(
+    claim: dict[str, Any],
+    what: str,
+    source: str,
+    pairs: pd.DataFrame,
+    moves: dict[str, float],
+    rule: tuple[float, float, float],
+) -> dict[str, Any]:
+    """The ``paired_gain`` claim beside the accuracy ``claim`` of the regularized arm ``what``,
+    from its ``pairs`` (:func:`paired_with_none`): binding only where a rerun moved both runs
+    of at least two pairs (the seeds' shared FP model cancels in a pair, float noise not)."""
+    moved = [
+        moves[a] - moves[b]
+        for a, b in zip(pairs["path"], pairs["path_q"], strict=True)
+        if a in moves and b in moves
+    ]
+    m, sd, rms = len(pairs), _sd(pairs["gain"]), _rms(moved)
+    tolerance, informational = reference_tolerance(sd, m, *rule, rms)
+    rerun = f"; rerun rms {rms:.2f} over {len(moved)} pairs"
+    if not math.isfinite(rms):
+        tolerance, informational, rerun = rule[2], True, "; no measured rerun"
+    where = f"{claim['select']['model']}/{claim['select']['dataset']}"
+    return claim | {
+        "id": f"{claim['id']}/gain",
+        "description": f"gain of {what} over q (lambda 0), paired by seed, on {where}, "
+        f"mean of {m} seeds",
+        "source": f"{source}; seed std of the gain {sd:.2f}{rerun}",
+        "metric": "paired_gain",
+        "expected": round(float(pairs["gain"].mean()), 3),
+        "tolerance": tolerance,
+        "runs": m,
+        "informational": informational,
+    }
 
 
 def _sd(values: pd.Series) -> float:

@@ -21,8 +21,10 @@ arm.
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -134,7 +136,9 @@ def _seed_list(seeds: set[int]) -> str:
     return ",".join(map(str, ordered))
 
 
-def confirmation_rows(recorded: pd.DataFrame, confirm: pd.DataFrame, used: set[int]) -> list:
+def confirmation_rows(
+    recorded: pd.DataFrame, confirm: pd.DataFrame, used: set[int]
+) -> list[dict[str, Any]]:
     """The rows (:data:`CONFIRM_COLUMNS` but the regime's and the confirmation's names) of the
     confirmation ``confirm`` of the regime ``recorded``: each arm's pooled test and its p
     Holm-corrected over the confirmation's own arms (:func:`method_statistics`). It confirms
@@ -169,16 +173,20 @@ def confirmation_rows(recorded: pd.DataFrame, confirm: pd.DataFrame, used: set[i
     return rows
 
 
-def confirmations(regime: str, path: Path) -> list[dict]:
-    """Every confirmation of the regime whose ``results.csv`` is ``path``
-    (``confirm*/results.csv`` beside it, ``confirm`` first, then ``confirm2``, ...), each
+def confirmations(regime: str, recorded: pd.DataFrame, folder: Path) -> list[dict[str, Any]]:
+    """Every confirmation of the regime ``recorded`` (``folder/confirm/results.csv``, then
+    ``confirm2``, ``confirm3``, ... in that order; other names are not confirmations), each
     checked for fresh seeds against the regime and the confirmations before it."""
-    recorded = read_results(path)
+    found = {}
+    for path in folder.glob("confirm*/results.csv"):
+        number = re.fullmatch(r"confirm(\d*)", path.parent.name)
+        if number:
+            found[int(number.group(1) or 1)] = path
     used = set(recorded["seed"].dropna().astype(int))
     rows = []
-    for found in sorted(path.parent.glob("confirm*/results.csv"), key=lambda p: (len(str(p)), p)):
-        confirm = read_results(found)
-        named = {"regime": regime, "confirmation": found.parent.name}
+    for _, path in sorted(found.items()):
+        confirm = read_results(path)
+        named = {"regime": regime, "confirmation": path.parent.name}
         rows += [named | r for r in confirmation_rows(recorded, confirm, used)]
         used |= set(confirm["seed"].dropna().astype(int))
     return rows
@@ -217,7 +225,7 @@ def leaderboard(
         for r in measured:
             key = (r["method"], r["arm"])
             r["reruns"] = "; ".join(g.get(key, "not rerun") for g in again) or None
-        confirmed = confirmations(regime, path)
+        confirmed = confirmations(regime, results, path.parent)
         for r in measured if confirmed else []:
             mine = [c for c in confirmed if (c["method"], c["arm"]) == (r["method"], r["arm"])]
             r["confirmations"] = (
@@ -282,10 +290,14 @@ def verdict_paragraph(
         f"{n_gain} arm(s) with a detectable gain, {n_harm} with a detectable loss, "
         f"{len(rows) - n_gain - n_harm} with no detectable effect at Holm-corrected 5 %. "
     )
-    tail, mine = "", confirmed[confirmed["regime"] == regime] if confirmed is not None else []
-    for name_, conf in mine.groupby("confirmation", sort=False) if len(mine) else ():
+    import pandas as pd
+
+    confirmed = pd.DataFrame(columns=CONFIRM_COLUMNS) if confirmed is None else confirmed
+    tail = ""
+    mine = confirmed[confirmed["regime"] == regime]
+    for label, conf in mine.groupby("confirmation", sort=False):
         tail += (
-            f" Confirmation `{name_}` on fresh seeds {conf['final_seeds'].iloc[0]} (each lambda "
+            f" Confirmation `{label}` on fresh seeds {conf['final_seeds'].iloc[0]} (each lambda "
             "fixed to this choice; Holm over its own arms): "
             + "; ".join(
                 f"{regularizer_name(c['arm'])}: {confirmation(c)}" for c in conf.to_dict("records")
@@ -303,7 +315,7 @@ def _worded(verdict: str, low: float, high: float) -> str:
     return {"gain": "a gain", "harm": "a loss"}.get(verdict, verdict)
 
 
-def confirmation(c: dict) -> str:
+def confirmation(c: Mapping[str, Any]) -> str:
     """One confirmation row (:data:`CONFIRM_COLUMNS`) in words:
     ``+1.20 [+0.40, +2.00], Holm p 0.01 (n=8): a gain``."""
     gain = c.get("gain", math.nan)
