@@ -66,9 +66,10 @@ def _verdict(gain: float, p_holm: float) -> str:
     return "no detectable effect"
 
 
-def regime_rows(regime: str, results: pd.DataFrame, paper: dict[str, float]) -> list[dict]:
-    """The leaderboard rows of one regime (Holm not applied yet)."""
-    gap = gap_table(results)
+def regime_rows(
+    regime: str, results: pd.DataFrame, gap: pd.DataFrame, paper: dict[str, float]
+) -> list[dict]:
+    """The leaderboard rows of one regime (its ``gap_table``: ``gap``; Holm not applied yet)."""
     stats, summ = method_statistics(results, gap), summary(gap)
     rows = []
     for key, method, arm in arm_groups(gap):
@@ -137,15 +138,15 @@ def _seed_list(seeds: set[int]) -> str:
 
 
 def confirmation_rows(
-    recorded: pd.DataFrame, confirm: pd.DataFrame, used: set[int]
+    ours: pd.DataFrame, confirm: pd.DataFrame, used: set[int]
 ) -> list[dict[str, Any]]:
     """The rows (:data:`CONFIRM_COLUMNS` but the regime's and the confirmation's names) of the
-    confirmation ``confirm`` of the regime ``recorded``: each arm's pooled test and its p
-    Holm-corrected over the confirmation's own arms (:func:`method_statistics`). It confirms
-    nothing (its verdict says so, no numbers) where a final seed of it is in ``used`` (the seeds
-    of the regime and of its earlier confirmations), or an arm ran other configurations or
-    lambdas than the regime's."""
-    gap, ours = gap_table(confirm), gap_table(recorded)
+    confirmation ``confirm`` of the regime whose ``gap_table`` is ``ours``: each arm's pooled
+    test and its p Holm-corrected over the confirmation's own arms (:func:`method_statistics`).
+    It confirms nothing (its verdict says so, no numbers) where a final seed of it is in
+    ``used`` (the seeds of the regime and of its earlier confirmations), or an arm ran other
+    configurations or lambdas than the regime's."""
+    gap = gap_table(confirm)
     stats = method_statistics(confirm, gap)
     finals = set(confirm.loc[confirm["phase"] == "final", "seed"].dropna().astype(int))
     reused = sorted(finals & used)
@@ -173,8 +174,11 @@ def confirmation_rows(
     return rows
 
 
-def confirmations(regime: str, recorded: pd.DataFrame, folder: Path) -> list[dict[str, Any]]:
-    """Every confirmation of the regime ``recorded`` (``folder/confirm/results.csv``, then
+def confirmations(
+    regime: str, recorded: pd.DataFrame, gap: pd.DataFrame, folder: Path
+) -> list[dict[str, Any]]:
+    """Every confirmation of the regime ``recorded`` (its ``gap_table``: ``gap``;
+    ``folder/confirm/results.csv``, then
     ``confirm2``, ``confirm3``, ... in that order; other names are not confirmations), each
     checked for fresh seeds against the regime and the confirmations before it."""
     found = {}
@@ -187,7 +191,7 @@ def confirmations(regime: str, recorded: pd.DataFrame, folder: Path) -> list[dic
     for _, path in sorted(found.items()):
         confirm = read_results(path)
         named = {"regime": regime, "confirmation": path.parent.name}
-        rows += [named | r for r in confirmation_rows(recorded, confirm, used)]
+        rows += [named | r for r in confirmation_rows(gap, confirm, used)]
         used |= set(confirm["seed"].dropna().astype(int))
     return rows
 
@@ -220,12 +224,13 @@ def leaderboard(
     rows, idle, checks = [], [], []
     for regime, path in regimes.items():
         results = read_results(path)
-        measured = regime_rows(regime, results, paper)
+        gap = gap_table(results)  # shared by the regime's rows and its confirmations' checks
+        measured = regime_rows(regime, results, gap, paper)
         again = [rerun_gains(results, p) for p in sorted(path.parent.glob("rerun_*.csv"))]
         for r in measured:
             key = (r["method"], r["arm"])
             r["reruns"] = "; ".join(g.get(key, "not rerun") for g in again) or None
-        confirmed = confirmations(regime, results, path.parent)
+        confirmed = confirmations(regime, results, gap, path.parent)
         for r in measured if confirmed else []:
             mine = [c for c in confirmed if (c["method"], c["arm"]) == (r["method"], r["arm"])]
             r["confirmations"] = (
@@ -290,12 +295,12 @@ def verdict_paragraph(
         f"{n_gain} arm(s) with a detectable gain, {n_harm} with a detectable loss, "
         f"{len(rows) - n_gain - n_harm} with no detectable effect at Holm-corrected 5 %. "
     )
-    import pandas as pd
-
-    confirmed = pd.DataFrame(columns=CONFIRM_COLUMNS) if confirmed is None else confirmed
     tail = ""
-    mine = confirmed[confirmed["regime"] == regime]
-    for label, conf in mine.groupby("confirmation", sort=False):
+    for label, conf in (
+        confirmed[confirmed["regime"] == regime].groupby("confirmation", sort=False)
+        if confirmed is not None
+        else ()
+    ):
         tail += (
             f" Confirmation `{label}` on fresh seeds {conf['final_seeds'].iloc[0]} (each lambda "
             "fixed to this choice; Holm over its own arms): "
